@@ -1,0 +1,149 @@
+"""The three backend interfaces — queue, status store, blob store — that every implementation,
+production or embedded, provides. Services depend on these, never on a concrete backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from asyncgw.schema import Envelope, Record, Status
+
+
+class Delivery(Protocol):
+    """One message handed to a consumer; exactly one of ack / reject settles it."""
+
+    #: The decoded envelope, or ``None`` when the message is undecodable (see ``problem``).
+    envelope: Envelope | None
+    problem: str | None
+    #: True when the broker delivered this message before (a consumer died holding it).
+    redelivered: bool
+
+    async def ack(self) -> None: ...
+
+    async def reject(self, *, requeue: bool) -> None:
+        """Give the message back (``requeue``) or move it to the API's dead-letter queue."""
+        ...
+
+
+class Consumer(Protocol):
+    """A running subscription; ``cancel`` stops new deliveries (held ones stay unsettled)."""
+
+    async def cancel(self) -> None: ...
+
+
+class Queue(Protocol):
+    """A durable work queue per API with a dead-letter queue beside it."""
+
+    #: Whether messages survive a restart of the process; if not, records keep the payload.
+    persistent: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the queue can be used now."""
+        ...
+
+    async def declare(self, api: str) -> None:
+        """Create the API's queue and dead-letter queue if missing (idempotent)."""
+        ...
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Queue the message durably; returns once the broker has confirmed it."""
+        ...
+
+    async def consume(
+        self, api: str, prefetch: int, callback: Callable[[Delivery], Awaitable[None]]
+    ) -> Consumer:
+        """Deliver up to ``prefetch`` unsettled messages at a time to ``callback``."""
+        ...
+
+    async def depth(self, api: str) -> int:
+        """Messages ready for delivery in the API's queue."""
+        ...
+
+    async def dead_letters(self, api: str) -> int:
+        """Messages in the API's dead-letter queue."""
+        ...
+
+
+class StatusStore(Protocol):
+    """The request records, with status moves as conditional updates."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def insert(self, record: Record) -> None: ...
+
+    async def get(self, request_id: str) -> Record | None: ...
+
+    async def transition(
+        self,
+        request_id: str,
+        expected: Collection[Status],
+        target: Status,
+        *,
+        attempts: int | None = None,
+        increment_attempts: bool = False,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Record | None:
+        """Move the record to ``target`` if its status is one of ``expected`` (and, when given,
+        its ``attempts`` equals ``attempts``), setting ``fields``; return the new record, or
+        ``None`` when the condition did not hold or the record does not exist."""
+        ...
+
+    async def counts(self, api: str) -> dict[Status, int]:
+        """Number of records of the API by status."""
+        ...
+
+    def unfinished(self) -> AsyncIterator[Record]:
+        """Every record ``in_queue`` or ``in_progress``, oldest first."""
+        ...
+
+
+@dataclass(slots=True)
+class Blob:
+    """An open blob: its type, sizes and a stream of its bytes (``start``..``end`` inclusive)."""
+
+    content_type: str
+    size: int
+    start: int
+    end: int
+    chunks: AsyncIterator[bytes]
+
+
+class BlobStore(Protocol):
+    """Payloads and results, keyed ``<api>/<id>/payload`` and ``<api>/<id>/result``."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str,
+        *,
+        max_size: int | None = None,
+    ) -> int:
+        """Store a stream without holding it whole; return its size. Past ``max_size`` bytes the
+        upload is abandoned, nothing is left behind, and ``PayloadTooLarge`` is raised."""
+        ...
+
+    async def get(self, key: str, start: int = 0, end: int | None = None) -> Blob:
+        """Open the blob for streaming; ``BlobNotFound`` when it does not exist."""
+        ...
+
+    async def read(self, key: str) -> bytes:
+        """The whole blob."""
+        ...
+
+    async def delete(self, key: str) -> None: ...

@@ -1,0 +1,222 @@
+"""The production queue: RabbitMQ through aio-pika. One robust connection per process, durable
+quorum queues ``asyncgw.<api>`` dead-lettering into ``asyncgw.<api>.dead``, persistent messages,
+and a publisher confirm awaited on every publish.
+
+A message's body is the payload itself (empty when the payload is in the blob store) and its
+properties and headers carry the rest of the envelope, so nothing is encoded twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from asyncgw.backends.interfaces import Consumer, Delivery
+from asyncgw.errors import BackendUnavailable
+from asyncgw.schema import Envelope
+
+log = logging.getLogger(__name__)
+
+HEADER_API = "x-asyncgw-api"
+HEADER_PAYLOAD_KEY = "x-asyncgw-payload-key"
+_ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError)
+
+
+def queue_name(api: str) -> str:
+    """The API's work queue."""
+    return f"asyncgw.{api}"
+
+
+def dead_queue_name(api: str) -> str:
+    """The API's dead-letter queue."""
+    return f"asyncgw.{api}.dead"
+
+
+def to_message(envelope: Envelope) -> aio_pika.Message:
+    """The AMQP message for an envelope."""
+    headers: dict[str, Any] = {HEADER_API: envelope.api}
+    if envelope.payload_key is not None:
+        headers[HEADER_PAYLOAD_KEY] = envelope.payload_key
+    return aio_pika.Message(
+        body=envelope.payload or b"",
+        content_type=envelope.content_type,
+        message_id=envelope.id,
+        timestamp=envelope.created_at,
+        headers=headers,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def from_message(message: AbstractIncomingMessage) -> Envelope:
+    """The envelope in an AMQP message; ``ValueError`` saying why when it is not one of ours."""
+    headers = message.headers or {}
+    api = headers.get(HEADER_API)
+    if not isinstance(api, str) or not api:
+        raise ValueError(f"message has no {HEADER_API} header")
+    if not message.message_id:
+        raise ValueError("message has no message_id")
+    key = headers.get(HEADER_PAYLOAD_KEY)
+    if key is not None and not isinstance(key, str):
+        raise ValueError(f"{HEADER_PAYLOAD_KEY} header is not a string")
+    created = message.timestamp or datetime.now(UTC)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return Envelope(
+        id=message.message_id,
+        api=api,
+        content_type=message.content_type or "application/octet-stream",
+        created_at=created,
+        payload=None if key is not None else message.body,
+        payload_key=key,
+    )
+
+
+class _RabbitDelivery:
+    __slots__ = ("_message", "envelope", "problem", "redelivered")
+
+    def __init__(self, message: AbstractIncomingMessage) -> None:
+        self._message = message
+        self.redelivered = bool(message.redelivered)
+        self.envelope: Envelope | None = None
+        self.problem: str | None = None
+        try:
+            self.envelope = from_message(message)
+        except ValueError as exc:
+            self.problem = str(exc)
+
+    async def ack(self) -> None:
+        await self._message.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        await self._message.reject(requeue=requeue)
+
+
+class _RabbitConsumer:
+    def __init__(self, channel: AbstractRobustChannel, queue: AbstractQueue, tag: str) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._tag = tag
+
+    async def cancel(self) -> None:
+        try:
+            await self._queue.cancel(self._tag)
+        except _ERRORS as exc:
+            log.warning("cancelling consumer %s failed: %s", self._tag, exc)
+
+
+class RabbitQueue:
+    """``amqp://user:pass@host:port/vhost`` — see the module docstring."""
+
+    persistent = True
+
+    def __init__(self, url: str, *, publish_timeout_s: float = 10.0) -> None:
+        self._url = url
+        self._publish_timeout_s = publish_timeout_s
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractRobustChannel | None = None
+        self._inspector: AbstractRobustChannel | None = None
+        self._consumer_channels: list[AbstractRobustChannel] = []
+
+    async def open(self) -> None:
+        try:
+            self._connection = await aio_pika.connect_robust(
+                self._url, client_properties={"connection_name": "asyncgw"}
+            )
+            self._publisher = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            self._inspector = await self._connection.channel(publisher_confirms=False)
+        except _ERRORS as exc:
+            raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    def _channel(self) -> AbstractRobustChannel:
+        if self._publisher is None:
+            raise BackendUnavailable("rabbitmq", "queue is not open")
+        return self._publisher
+
+    async def ping(self) -> None:
+        if self._connection is None or self._connection.is_closed:
+            raise BackendUnavailable("rabbitmq", "not connected")
+        if self._publisher is None or self._publisher.is_closed:
+            raise BackendUnavailable("rabbitmq", "channel closed")
+
+    async def declare(self, api: str) -> None:
+        channel = self._channel()
+        try:
+            await channel.declare_queue(
+                dead_queue_name(api), durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await channel.declare_queue(
+                queue_name(api),
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": dead_queue_name(api),
+                },
+            )
+        except _ERRORS as exc:
+            raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+
+    async def publish(self, envelope: Envelope) -> None:
+        channel = self._channel()
+        message = to_message(envelope)
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                await channel.default_exchange.publish(
+                    message, routing_key=queue_name(envelope.api), mandatory=True
+                )
+        except TimeoutError as exc:
+            raise BackendUnavailable("rabbitmq", "publish not confirmed in time") from exc
+        except aio_pika.exceptions.DeliveryError as exc:
+            raise BackendUnavailable("rabbitmq", f"publish refused: {exc}") from exc
+        except _ERRORS as exc:
+            raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+
+    async def consume(
+        self, api: str, prefetch: int, callback: Callable[[Delivery], Awaitable[None]]
+    ) -> Consumer:
+        if self._connection is None:
+            raise BackendUnavailable("rabbitmq", "queue is not open")
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        self._consumer_channels.append(channel)
+        queue = await channel.get_queue(queue_name(api), ensure=True)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await callback(_RabbitDelivery(message))
+
+        tag = await queue.consume(on_message)
+        return _RabbitConsumer(channel, queue, tag)
+
+    async def _count(self, name: str) -> int:
+        if self._inspector is None:
+            raise BackendUnavailable("rabbitmq", "queue is not open")
+        try:
+            queue = await self._inspector.declare_queue(name, passive=True)
+        except _ERRORS as exc:
+            raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+        result = queue.declaration_result
+        return int(result.message_count or 0)
+
+    async def depth(self, api: str) -> int:
+        return await self._count(queue_name(api))
+
+    async def dead_letters(self, api: str) -> int:
+        return await self._count(dead_queue_name(api))

@@ -1,0 +1,81 @@
+"""The gateway's aiohttp application factory: typed app keys, one route table, backends opened
+and closed in ``cleanup_ctx``, and one middleware that turns errors into JSON answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from asyncgw.backends import BlobStore, Queue, StatusStore
+from asyncgw.errors import BackendUnavailable
+from asyncgw.gateway import routes
+from asyncgw.gateway.context import APIS, BLOBS, QUEUE, RETRY_AFTER_S, SETTINGS, STORE, error
+from asyncgw.service import Backends
+from asyncgw.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON; an unreachable backend is a 503 with ``Retry-After``."""
+    try:
+        return await handler(request)
+    except BackendUnavailable as exc:
+        log.warning("answering 503: %s", exc)
+        return error(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        kept = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
+        return error(exc.status, exc.reason, kept)
+
+
+def _backends(
+    backends: Backends, settings: Settings
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await backends.open()
+        for api in settings.apis:
+            await backends.queue.declare(api.name)
+        log.info("backends open")
+        yield
+        log.info("closing backends")
+        await backends.close()
+
+    return lifecycle
+
+
+def create_app(
+    settings: Settings,
+    *,
+    queue: Queue,
+    store: StatusStore,
+    blobs: BlobStore,
+    manage_backends: bool = True,
+) -> web.Application:
+    """The gateway application. With ``manage_backends`` false the caller opens and closes the
+    backends (as ``asyncgw up`` does, sharing them with its workers)."""
+    app = web.Application(middlewares=[errors_as_json])
+    app[SETTINGS] = settings
+    app[QUEUE] = queue
+    app[STORE] = store
+    app[BLOBS] = blobs
+    app[APIS] = {api.endpoint: api for api in settings.apis}
+    if manage_backends:
+        app.cleanup_ctx.append(_backends(Backends(queue, store, blobs), settings))
+    app.add_routes(
+        [
+            web.get("/healthz", routes.healthz),
+            web.get("/readyz", routes.readyz),
+            web.post("/{api}", routes.submit),
+            web.get("/{api}", routes.summary),
+            web.get("/{api}/{id}", routes.status),
+            web.get("/{api}/{id}/result", routes.result),
+        ]
+    )
+    return app

@@ -1,0 +1,40 @@
+"""What the gateway's handlers share: typed app keys and the JSON answer helpers."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+from aiohttp import web
+
+from asyncgw.backends import BlobStore, Queue, StatusStore
+from asyncgw.config import ApiConfig
+from asyncgw.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+QUEUE = web.AppKey("queue", Queue)
+STORE = web.AppKey("store", StatusStore)
+BLOBS = web.AppKey("blobs", BlobStore)
+#: APIs by endpoint segment.
+APIS = web.AppKey("apis", dict[str, ApiConfig])
+
+#: Seconds a client is asked to wait before retrying when a backend is down.
+RETRY_AFTER_S = 5
+
+json_response = partial(web.json_response, dumps=json.dumps)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer: ``{"error": message}`` with the given status."""
+    return json_response({"error": message}, status=status, headers=headers)
+
+
+def api_of(request: web.Request) -> ApiConfig:
+    """The API the request's path names; a JSON 404 when there is none."""
+    api = request.app[APIS].get(request.match_info["api"])
+    if api is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"api {request.match_info['api']} not found"}),
+            content_type="application/json",
+        )
+    return api

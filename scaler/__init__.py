@@ -1,0 +1,1 @@
+"""The scaler: sizes each API's worker fleet from its queue (SPEC §9)."""

@@ -1,0 +1,1 @@
+"""The worker: consumes an API's queue, runs the user's handler, stores results and statuses."""

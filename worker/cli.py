@@ -1,0 +1,103 @@
+"""``asyncgw worker --api NAME``: run one API's handler against its queue until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from asyncgw import service
+from asyncgw.config import ApiConfig
+from asyncgw.errors import BackendUnavailable, ConfigError
+from asyncgw.settings import Settings
+from worker.handler import LoadedHandler, load_handler
+from worker.runner import Worker
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: Any) -> None:
+    """Add the ``worker`` subcommand."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "worker",
+        help="run one API's handler on its queue",
+        description="Consume the API's queue and run its handler, up to handler.max_concurrency "
+        "requests at once. SIGTERM or SIGINT stops intake, lets running requests finish within "
+        "ASYNCGW_GRACE_PERIOD (30s) and requeues the rest.",
+    )
+    parser.add_argument("--api", required=True, help="name of the API in the API file")
+    service.add_config_argument(parser)
+    parser.set_defaults(run=run)
+
+
+def prepare_handler(api: ApiConfig) -> LoadedHandler:
+    """Apply the API's ``handler.env`` and ``log_level``, then import and construct its handler."""
+    os.environ.update(api.handler.env)
+    if api.handler.log_level:
+        logging.getLogger().setLevel(api.handler.log_level.upper())
+    return load_handler(
+        api.handler_path,
+        api.python_path,
+        api.handler.config,
+        module_name=f"asyncgw_handler_{api.name.replace('-', '_')}",
+    )
+
+
+async def serve(settings: Settings, api: ApiConfig, handler: LoadedHandler) -> int:
+    """Run the worker until a stop signal, then shut down in order."""
+    backends = service.Backends.from_settings(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await backends.open()
+        worker = Worker(
+            api,
+            handler,
+            queue=backends.queue,
+            store=backends.store,
+            blobs=backends.blobs,
+            grace_period_s=settings.grace_period_s,
+        )
+        await worker.start()
+    except BackendUnavailable as exc:
+        log.error("cannot start: %s", exc, extra={"api": api.name})
+        await backends.close()
+        return 1
+    await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    log.info("stop signal received; shutting down", extra={"api": api.name})
+    await worker.stop()
+    await backends.close()
+    log.info("worker stopped", extra={"api": api.name})
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = service.load("worker", args)
+    service.require_shared_queue(settings, "worker")
+    try:
+        api = settings.api(args.api)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        handler = prepare_handler(api)
+    except Exception:
+        log.exception("handler failed to load; exiting", extra={"api": api.name})
+        return 1
+    code = asyncio.run(serve(settings, api, handler))
+    if any(t.name.startswith("handler-") and t.is_alive() for t in threading.enumerate()):
+        # A sync handler still running past the grace period cannot be interrupted; its
+        # message is already back in the queue, so leave without waiting for the thread.
+        logging.shutdown()
+        os._exit(code)
+    return code
