@@ -1,0 +1,64 @@
+"""Session-wide real servers and the environment that points asyncgw at them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aio_pika
+import pytest
+
+from tests import servers
+
+S3_BUCKET = "asyncgw-test"
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The machine's RabbitMQ (started by the test command)."""
+    servers.wait_until(lambda: servers.port_open(5672), 30, "RabbitMQ on 127.0.0.1:5672")
+    return servers.AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """A SecantusDB server for the whole session (in memory)."""
+    with servers.mongo_server() as server:
+        yield f"{server.url}/asyncgw"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server for the whole session, with the test bucket created, and the AWS_*
+    variables set so that aioboto3 in this process and in subprocesses find it."""
+    with servers.s3_server() as server:
+        env = {
+            "AWS_ENDPOINT_URL": server.url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        servers.create_bucket(server.url, S3_BUCKET)
+        yield server.url
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+async def api_name(amqp_url: str) -> AsyncIterator[str]:
+    """A fresh API name, so tests never share a queue; its RabbitMQ queues are deleted after."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for queue in (f"asyncgw.{name}", f"asyncgw.{name}.dead"):
+            channel = await connection.channel()
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await channel.queue_delete(queue)
