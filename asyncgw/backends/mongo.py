@@ -106,7 +106,10 @@ class MongoStore:
         return None if doc is None else from_document(doc)
 
     async def counts(self, api: str) -> dict[Status, int]:
-        pipeline: list[dict[str, Any]] = [{"$match": {"api": api}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"api": api}},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+        ]
         result = {status: 0 for status in Status}
         try:
             cursor = await self._requests.aggregate(pipeline)
