@@ -105,7 +105,11 @@ while True:
 def s3_server() -> Iterator[Server]:
     """A moto S3 server; ``url`` is its http:// endpoint."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _MOTO, str(port)], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MOTO, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     server = Server(process, port, f"http://127.0.0.1:{port}")
     try:
         wait_until(
