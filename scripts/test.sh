@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: creates .venv, installs asyncgw with its test extras, makes sure RabbitMQ
+# is running, then runs ruff, mypy --strict and pytest. SecantusDB (MongoDB protocol) and moto (S3)
+# are started by the tests themselves.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_ready=
+apt_install() {
+    if [ -z "$apt_ready" ]; then as_root apt-get update -qq; apt_ready=1; fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+echo "== python environment"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv 2>/dev/null || { apt_install python3-venv; "$PYTHON" -m venv .venv; }
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "== rabbitmq"
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    apt_install rabbitmq-server
+fi
+if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+    # Erlang's schedulers busy-wait by default; on a small machine that costs half a core.
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none" \
+        as_root rabbitmq-server -detached
+fi
+timeout 120 rabbitmqctl -q await_startup
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "== mypy --strict"
+.venv/bin/mypy
+
+echo "== pytest"
+.venv/bin/pytest -p no:cacheprovider "$@"
