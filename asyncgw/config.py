@@ -243,7 +243,7 @@ def parse_apis(document: Any, source: str, base_dir: Path) -> list[ApiConfig]:
     for api in apis:
         if api.name in seen_names:
             problems.append(f"{source}: api {api.name!r}: name: defined more than once")
-        if api.endpoint in seen_endpoints:
+        elif api.endpoint in seen_endpoints:
             problems.append(
                 f"{source}: api {api.name!r}: networking.endpoint: /{api.endpoint} is used twice"
             )

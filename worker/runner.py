@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from asyncgw.backends import BlobStore, Consumer, Delivery, Queue, StatusStore
@@ -17,7 +18,6 @@ from asyncgw.schema import (
     INLINE_RESULT_LIMIT,
     TERMINAL,
     Envelope,
-    Record,
     Status,
     now,
     result_key,
@@ -127,10 +127,10 @@ class Worker:
             return
         context = {"api": self.api.name, "request_id": envelope.id}
         try:
-            record = await self._start(envelope, delivery)
-            if record is None:
+            started_at = await self._start(envelope, delivery)
+            if started_at is None:
                 return
-            await self._attempt(envelope, record, delivery)
+            await self._attempt(envelope, started_at, delivery)
         except BackendUnavailable as exc:
             log.warning("backend unavailable, handing the message back: %s", exc, extra=context)
             with contextlib.suppress(asyncio.CancelledError):
@@ -138,18 +138,19 @@ class Worker:
             with contextlib.suppress(Exception):
                 await delivery.reject(requeue=True)
 
-    async def _start(self, envelope: Envelope, delivery: Delivery) -> Record | None:
-        """Move the record to ``in_progress`` (counting the attempt); settle the message and
-        return ``None`` when there is nothing to run."""
-        record = await self.store.transition(
+    async def _start(self, envelope: Envelope, delivery: Delivery) -> datetime | None:
+        """Move the record to ``in_progress``, counting the attempt, and return the attempt's
+        start time, which later updates name so that only the current attempt can finish the
+        request. Settle the message and return ``None`` when there is nothing to run."""
+        started_at = now()
+        if await self.store.transition(
             envelope.id,
             sources(Status.IN_PROGRESS),
             Status.IN_PROGRESS,
             increment_attempts=True,
-            fields={"started_at": now()},
-        )
-        if record is not None:
-            return record
+            fields={"started_at": started_at},
+        ):
+            return started_at
         context = {"api": self.api.name, "request_id": envelope.id}
         existing = await self.store.get(envelope.id)
         if existing is None:
@@ -160,12 +161,8 @@ class Worker:
             await delivery.ack()
         return None
 
-    async def _attempt(self, envelope: Envelope, record: Record, delivery: Delivery) -> None:
-        context: dict[str, Any] = {
-            "api": self.api.name,
-            "request_id": envelope.id,
-            "attempt": record.attempts,
-        }
+    async def _attempt(self, envelope: Envelope, started_at: datetime, delivery: Delivery) -> None:
+        context = {"api": self.api.name, "request_id": envelope.id}
         timeout_s = self.api.handler.timeout_s
         try:
             try:
@@ -173,7 +170,7 @@ class Worker:
                 fields = await self._store_result(envelope, output)
             except asyncio.CancelledError:
                 if self._stopping:
-                    await self._hand_back(envelope, record, delivery)
+                    await self._hand_back(envelope, started_at, delivery)
                 raise
         except (BackendUnavailable, asyncio.CancelledError):
             raise
@@ -184,25 +181,23 @@ class Worker:
                 error["type"],
                 extra={**context, **{"error_type": error["type"]}},
             )
-            updated = await self.store.transition(
+            if not await self.store.transition(
                 envelope.id,
                 [Status.IN_PROGRESS],
                 Status.FAILED,
-                attempts=record.attempts,
+                started_at=started_at,
                 fields={"completed_at": now(), "error": error},
-            )
-            if updated is None:
+            ):
                 log.info("record changed while running; result dropped", extra=context)
             await delivery.reject(requeue=False)
             return
-        updated = await self.store.transition(
+        if not await self.store.transition(
             envelope.id,
             [Status.IN_PROGRESS],
             Status.COMPLETED,
-            attempts=record.attempts,
+            started_at=started_at,
             fields={"completed_at": now(), **fields},
-        )
-        if updated is None:
+        ):
             log.info("record changed while running; result dropped", extra=context)
         else:
             log.debug("completed", extra=context)
@@ -238,11 +233,13 @@ class Worker:
             size = len(output.body)
         return {"result_content_type": output.content_type, "result_size": size}
 
-    async def _hand_back(self, envelope: Envelope, record: Record, delivery: Delivery) -> None:
+    async def _hand_back(
+        self, envelope: Envelope, started_at: datetime, delivery: Delivery
+    ) -> None:
         """Return an unfinished request to the queue at shutdown."""
         with contextlib.suppress(BackendUnavailable):
             await self.store.transition(
-                envelope.id, [Status.IN_PROGRESS], Status.IN_QUEUE, attempts=record.attempts
+                envelope.id, [Status.IN_PROGRESS], Status.IN_QUEUE, started_at=started_at
             )
         with contextlib.suppress(Exception):
             await delivery.reject(requeue=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from asyncgw.schema import Envelope, Record, Status
@@ -88,13 +89,14 @@ class StatusStore(Protocol):
         expected: Collection[Status],
         target: Status,
         *,
-        attempts: int | None = None,
+        started_at: datetime | None = None,
         increment_attempts: bool = False,
         fields: Mapping[str, Any] | None = None,
-    ) -> Record | None:
+    ) -> bool:
         """Move the record to ``target`` if its status is one of ``expected`` (and, when given,
-        its ``attempts`` equals ``attempts``), setting ``fields``; return the new record, or
-        ``None`` when the condition did not hold or the record does not exist."""
+        its ``started_at`` equals ``started_at``: the attempt that began then is still the
+        current one), setting ``fields`` (``None`` removes a field); return whether it moved.
+        One round trip, and no document comes back: callers that need the record ``get`` it."""
         ...
 
     async def counts(self, api: str) -> dict[Status, int]:

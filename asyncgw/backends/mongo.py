@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Collection, Mapping
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, PyMongoError
 
@@ -78,13 +79,13 @@ class MongoStore:
         expected: Collection[Status],
         target: Status,
         *,
-        attempts: int | None = None,
+        started_at: datetime | None = None,
         increment_attempts: bool = False,
         fields: Mapping[str, Any] | None = None,
-    ) -> Record | None:
+    ) -> bool:
         query: dict[str, Any] = {"_id": request_id, "status": {"$in": [s.value for s in expected]}}
-        if attempts is not None:
-            query["attempts"] = attempts
+        if started_at is not None:
+            query["started_at"] = started_at
         changes: dict[str, Any] = {"status": target.value}
         unset: dict[str, Any] = {}
         for name, value in (fields or {}).items():
@@ -98,12 +99,10 @@ class MongoStore:
         if increment_attempts:
             update["$inc"] = {"attempts": 1}
         try:
-            doc = await self._requests.find_one_and_update(
-                query, update, return_document=ReturnDocument.AFTER
-            )
+            result = await self._requests.update_one(query, update)
         except ConnectionFailure as exc:
             raise _unavailable(exc) from exc
-        return None if doc is None else from_document(doc)
+        return result.matched_count == 1
 
     async def counts(self, api: str) -> dict[Status, int]:
         pipeline: list[dict[str, Any]] = [

@@ -180,10 +180,10 @@ class SqliteStore:
         expected: Collection[Status],
         target: Status,
         *,
-        attempts: int | None = None,
+        started_at: datetime | None = None,
         increment_attempts: bool = False,
         fields: Mapping[str, Any] | None = None,
-    ) -> Record | None:
+    ) -> bool:
         columns: dict[str, Any] = {}
         patch: dict[str, Any] = {}
         for name, value in (fields or {}).items():
@@ -199,12 +199,11 @@ class SqliteStore:
         marks = ", ".join("?" for _ in expected)
         sql = f"UPDATE requests SET {', '.join(sets)} WHERE id = ? AND status IN ({marks})"
         params += [request_id, *(s.value for s in expected)]
-        if attempts is not None:
-            sql += " AND attempts = ?"
-            params.append(attempts)
-        sql += " RETURNING *"
-        row = await self._run(lambda db: db.execute(sql, params).fetchone())
-        return None if row is None else _row_to_record(row)
+        if started_at is not None:
+            sql += " AND json_extract(data, '$.started_at') = ?"
+            params.append(_encode(started_at))
+        count: int = await self._run(lambda db: db.execute(sql, params).rowcount)
+        return count == 1
 
     async def counts(self, api: str) -> dict[Status, int]:
         rows = await self._run(

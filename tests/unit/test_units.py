@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from asyncgw.units import parse_duration, parse_size
@@ -62,13 +60,16 @@ def test_parse_duration_refuses(value: object) -> None:
         parse_duration(value)
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", float("nan"), float("inf"), "1" + "0" * 400])
+@pytest.mark.parametrize(
+    "value",
+    ["nan", "inf", "-inf", float("nan"), float("inf"), "1" + "0" * 400 + "s"],
+    ids=["nan-str", "inf-str", "minus-inf-str", "nan-float", "inf-float", "overflow-str"],
+)
 def test_parse_duration_refuses_non_finite(value: object) -> None:
     # A duration must be a finite number of seconds: nan or infinity is no duration, and an
     # infinite retention makes every submit fail (timedelta(seconds=inf) overflows).
     with pytest.raises(ValueError):
-        result = parse_duration(value)
-        assert math.isfinite(result)
+        parse_duration(value)
 
 
 def test_parse_duration_error_message_names_value() -> None:

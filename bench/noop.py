@@ -1,0 +1,6 @@
+"""A handler that does nothing, for measuring asyncgw itself."""
+
+
+class Handler:
+    async def handle_async(self, payload):
+        return None
