@@ -1,0 +1,164 @@
+"""``asyncgw up`` with no servers at all: the whole lifecycle in one process, a crash and restart
+that loses nothing, and the README's run command."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests import servers
+from tests.e2e.stack import ASYNCGW, EXAMPLES, Proc, Stack, submit, wait_terminal
+
+ROOT = Path(__file__).parents[2]
+
+
+def embedded_env() -> dict[str, str]:
+    """The environment of a newcomer: no ASYNCGW_* or AWS_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCGW_", "AWS_"))}
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(workdir=tmp_path, env=embedded_env())
+    yield stack
+    stack.close()
+
+
+async def start_up(stack: Stack) -> Proc:
+    stack.port = servers.free_port()
+    log_path = stack.workdir / f"up.{len(stack.procs)}.log"
+    process = subprocess.Popen(
+        [ASYNCGW, "up", "--config", str(stack.config_path), "--port", str(stack.port)],
+        env=stack.env,
+        cwd=stack.workdir,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    proc = Proc(process, log_path)
+    stack.procs.append(proc)
+    await proc.wait_for_output("asyncgw is up on", 60)
+    return proc
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_up_runs_json_text_and_binary_requests(
+    local: Stack, http: aiohttp.ClientSession
+) -> None:
+    local.add_api("iris", EXAMPLES / "iris" / "handler.py")
+    local.add_api("shout", EXAMPLES / "shout" / "handler.py")
+    local.add_api("checksum", EXAMPLES / "checksum" / "handler.py")
+    proc = await start_up(local)
+    base = local.base_url
+    iris = await submit(http, f"{base}/iris", json={"petal_length": 1.0})
+    shout = await submit(http, f"{base}/shout", data="abc", headers={"Content-Type": "text/plain"})
+    blob = os.urandom(300 * 1024)  # over the inline limit: goes through the file store
+    checksum = await submit(http, f"{base}/checksum", data=blob)
+
+    record = await wait_terminal(http, f"{base}/iris/{iris['id']}")
+    assert record["result"] == {"label": "setosa", "request_id": iris["id"]}
+    record = await wait_terminal(http, f"{base}/shout/{shout['id']}")
+    assert record["result"] == {"text": "ABC", "length": 3}
+    record = await wait_terminal(http, f"{base}/checksum/{checksum['id']}")
+    assert record["status"] == "completed"
+    async with http.get(f"{base}/checksum/{checksum['id']}/result") as answer:
+        assert await answer.read() == hashlib.sha256(blob).digest()
+    assert (local.workdir / ".asyncgw" / "asyncgw.db").exists()
+    proc.process.send_signal(signal.SIGINT)
+    assert proc.process.wait(30) == 0
+    assert '"msg": "stopped"' in proc.output()
+
+
+async def test_kill_9_and_restart_loses_no_request(
+    local: Stack, http: aiohttp.ClientSession
+) -> None:
+    marks = local.workdir / "marks"
+    marks.mkdir()
+    local.add_api(
+        "slow",
+        "slow",
+        handler={"config": {"seconds": 0.3, "marks": str(marks)}, "max_concurrency": 5},
+    )
+    first = await start_up(local)
+    ids = [(await submit(http, f"{local.base_url}/slow", json={"n": i}))["id"] for i in range(50)]
+    deadline = time.monotonic() + 30
+    while len(list(marks.glob(f"*.start.{first.process.pid}"))) < 8:
+        assert time.monotonic() < deadline, "requests never started"
+        await asyncio.sleep(0.02)
+    first.kill()
+    second = await start_up(local)
+    assert "queued" in second.output() and "unfinished requests again" in second.output()
+
+    records = [await wait_terminal(http, f"{local.base_url}/slow/{i}", 120) for i in ids]
+    assert [r["status"] for r in records] == ["completed"] * 50
+    first_pid, second_pid = first.process.pid, second.process.pid
+    reran = 0
+    for record in records:
+        starts = [p.name.rsplit(".", 1)[1] for p in marks.glob(f"{record['id']}.start.*")]
+        # Every attempt is counted, and the only repeat is the one the crash forced.
+        assert record["attempts"] == len(starts)
+        assert starts.count(str(second_pid)) <= 1
+        assert starts.count(str(first_pid)) <= 1
+        reran += record["attempts"] == 2
+    assert reran <= 5  # at most the requests running when the process died
+
+
+def readme_run_command() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"```sh\n(scripts/run\.sh[^\n]*)\n```", text)
+    assert match, "README has no run command block"
+    return match.group(1)
+
+
+async def test_readme_run_command_serves_the_examples(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    command = readme_run_command()
+    port = servers.free_port()
+    log_path = tmp_path / "run.log"
+    process = subprocess.Popen(
+        f"{command} --port {port} --data-dir {tmp_path / 'data'}",
+        shell=True,
+        cwd=ROOT,
+        env=embedded_env(),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    proc = Proc(process, log_path)
+    try:
+        await proc.wait_for_output("asyncgw is up on", 120)
+        curl = await asyncio.create_subprocess_exec(
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            f"http://127.0.0.1:{port}/iris",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            '{"petal_length": 6, "petal_width": 2}',
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await curl.communicate()
+        assert curl.returncode == 0
+        request_id = __import__("json").loads(out)["id"]
+        record = await wait_terminal(http, f"http://127.0.0.1:{port}/iris/{request_id}")
+        assert record["result"]["label"] == "virginica"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(30) == 0
