@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HEADER_API = "x-asyncgw-api"
 HEADER_PAYLOAD_KEY = "x-asyncgw-payload-key"
+HEADER_CREATED_MS = "x-asyncgw-created-ms"
 _ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError)
 
 
@@ -45,7 +46,11 @@ def dead_queue_name(api: str) -> str:
 
 def to_message(envelope: Envelope) -> aio_pika.Message:
     """The AMQP message for an envelope."""
-    headers: dict[str, Any] = {HEADER_API: envelope.api}
+    headers: dict[str, Any] = {
+        HEADER_API: envelope.api,
+        # AMQP's timestamp property holds whole seconds; the record keeps milliseconds.
+        HEADER_CREATED_MS: round(envelope.created_at.timestamp() * 1000),
+    }
     if envelope.payload_key is not None:
         headers[HEADER_PAYLOAD_KEY] = envelope.payload_key
     return aio_pika.Message(
@@ -69,9 +74,14 @@ def from_message(message: AbstractIncomingMessage) -> Envelope:
     key = headers.get(HEADER_PAYLOAD_KEY)
     if key is not None and not isinstance(key, str):
         raise ValueError(f"{HEADER_PAYLOAD_KEY} header is not a string")
-    created = message.timestamp or datetime.now(UTC)
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
+    created_ms = headers.get(HEADER_CREATED_MS)
+    if isinstance(created_ms, int) and not isinstance(created_ms, bool):
+        seconds, millis = divmod(created_ms, 1000)
+        created = datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+    else:
+        created = message.timestamp or datetime.now(UTC)
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
     return Envelope(
         id=message.message_id,
         api=api,
@@ -209,7 +219,8 @@ class RabbitQueue:
         if self._inspector is None:
             raise BackendUnavailable("rabbitmq", "queue is not open")
         try:
-            queue = await self._inspector.declare_queue(name, passive=True)
+            # Not robust: a robust channel caches declarations, and with them the counts.
+            queue = await self._inspector.declare_queue(name, passive=True, robust=False)
         except _ERRORS as exc:
             raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
         result = queue.declaration_result

@@ -185,14 +185,22 @@ class SqliteStore:
         fields: Mapping[str, Any] | None = None,
     ) -> bool:
         columns: dict[str, Any] = {}
-        patch: dict[str, Any] = {}
+        data_expr = "data"
+        data_params: list[Any] = []
         for name, value in (fields or {}).items():
             if name in _COLUMNS:
                 columns[name] = _encode(value)
             else:
-                patch[name] = _encode(value)  # a JSON null removes the key (RFC 7396)
-        sets = ["status = ?", "attempts = attempts + ?", "data = json_patch(data, ?)"]
-        params: list[Any] = [target.value, 1 if increment_attempts else 0, json.dumps(patch)]
+                if not name.isidentifier():
+                    raise ValueError(f"bad field name {name!r}")
+                # Whole values replace whole values, as MongoDB's $set and $unset do.
+                if value is None:
+                    data_expr = f"json_remove({data_expr}, '$.{name}')"
+                else:
+                    data_expr = f"json_set({data_expr}, '$.{name}', json(?))"
+                    data_params.append(json.dumps(_encode(value)))
+        sets = ["status = ?", "attempts = attempts + ?", f"data = {data_expr}"]
+        params: list[Any] = [target.value, 1 if increment_attempts else 0, *data_params]
         for name, value in columns.items():
             sets.append(f"{name} = ?")
             params.append(value)

@@ -22,9 +22,7 @@ from tests.conftest import S3_BUCKET
 T = TypeVar("T")
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]], expected: T, timeout_s: float = 10.0
-) -> T:
+async def eventually(probe: Callable[[], Awaitable[T]], expected: T, timeout_s: float = 10.0) -> T:
     """Poll ``probe()`` until it returns ``expected`` or the deadline passes; return the last
     value seen (so the caller's assert shows it)."""
     deadline = time.monotonic() + timeout_s
