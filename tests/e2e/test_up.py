@@ -163,3 +163,19 @@ async def test_readme_run_command_serves_the_examples(
         os.killpg(process.pid, signal.SIGINT)  # Ctrl+C reaches the whole process group
         process.wait(30)
     assert '"msg": "stopped"' in proc.output()
+
+
+async def test_up_also_runs_on_rabbitmq_mongodb_and_s3(
+    stack: Stack, http: aiohttp.ClientSession, api_name: str
+) -> None:
+    stack.add_api(api_name, EXAMPLES / "checksum" / "handler.py")
+    proc = await start_up(stack)
+    blob = os.urandom(400 * 1024)
+    accepted = await submit(http, f"{stack.base_url}/{api_name}", data=blob)
+    record = await wait_terminal(http, f"{stack.base_url}/{api_name}/{accepted['id']}")
+    assert record["status"] == "completed"
+    async with http.get(f"{stack.base_url}/{api_name}/{accepted['id']}/result") as answer:
+        assert await answer.read() == hashlib.sha256(blob).digest()
+    assert not (stack.workdir / ".asyncgw").exists()  # nothing embedded was used
+    proc.process.send_signal(signal.SIGTERM)
+    assert proc.process.wait(30) == 0
