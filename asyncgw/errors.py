@@ -18,6 +18,10 @@ class BlobNotFound(AsyncgwError):
     """No blob is stored under the key."""
 
 
+class DuplicateRequest(AsyncgwError):
+    """A record with the same API and idempotency key exists already."""
+
+
 class PayloadTooLarge(AsyncgwError):
     """A streamed body went past the API's max_payload_size."""
 

@@ -161,3 +161,5 @@ class Envelope:
     created_at: datetime
     payload: bytes | None = None
     payload_key: str | None = None
+    #: A client waits for the outcome (``Prefer: wait``): signal ``done`` when it is terminal.
+    notify: bool = False

@@ -59,7 +59,7 @@ async def requeue_unfinished(settings: Settings, queue: Queue, store: StatusStor
                 extra={"api": record.api, "request_id": record.id},
             )
             continue
-        await queue.publish(record.envelope())
+        await queue.restore(record.envelope())
         count += 1
     return count
 

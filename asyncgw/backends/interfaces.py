@@ -51,8 +51,38 @@ class Queue(Protocol):
         """Create the API's queue and dead-letter queue if missing (idempotent)."""
         ...
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Queue the message durably; returns once the broker has confirmed it."""
+    async def publish(self, envelope: Envelope, *, delay_s: float = 0.0) -> None:
+        """Queue the message durably; returns once the broker has confirmed it. With
+        ``delay_s`` the message waits in the queue backend (not in a consumer) that long before
+        it becomes ready."""
+        ...
+
+    async def restore(self, envelope: Envelope) -> None:
+        """Queue a request found unfinished in the store again, delivered as a redelivery (it
+        may have been running when the process died)."""
+        ...
+
+    async def signal(self, kind: str, api: str, request_id: str) -> None:
+        """Tell every subscriber (other workers and gateways) about a request: ``cancel`` or
+        ``done``. Best effort and not persisted: a subscriber that is down misses it."""
+        ...
+
+    async def on_signal(self, callback: Callable[[str, str, str], None]) -> None:
+        """Call ``callback(kind, api, request_id)`` for every signal from now on."""
+        ...
+
+    async def dead(self, api: str, limit: int = 1000) -> list[Envelope]:
+        """The messages in the API's dead-letter queue, oldest first, left where they are."""
+        ...
+
+    async def redrive(
+        self,
+        api: str,
+        ids: Collection[str] | None,
+        prepare: Callable[[Envelope], Awaitable[bool]],
+    ) -> list[str]:
+        """Move dead letters (all, or those of ``ids``) back to the work queue, each only if
+        ``await prepare(envelope)`` says so; return the ids moved."""
         ...
 
     async def consume(
@@ -79,7 +109,18 @@ class StatusStore(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def insert(self, record: Record) -> None: ...
+    async def insert(self, record: Record) -> None:
+        """Insert a new record; ``DuplicateRequest`` when its API already has a record with its
+        ``idempotency_key``."""
+        ...
+
+    async def find_idempotent(self, api: str, key: str) -> Record | None:
+        """The API's record with this idempotency key."""
+        ...
+
+    async def by_status(self, api: str, status: Status, limit: int = 1000) -> list[Record]:
+        """Records of the API with the status, oldest first."""
+        ...
 
     async def get(self, request_id: str) -> Record | None: ...
 

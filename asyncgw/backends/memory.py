@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from asyncgw.backends.interfaces import Consumer, Delivery
@@ -108,12 +108,17 @@ class MemoryQueue:
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
         self._open = False
+        self._listeners: list[Callable[[str, str, str], None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
 
     async def open(self) -> None:
         self._open = True
 
     async def close(self) -> None:
         self._open = False
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         for channel in self._channels.values():
             channel.consumers.clear()
 
@@ -132,10 +137,53 @@ class MemoryQueue:
     async def declare(self, api: str) -> None:
         self._channel(api)
 
-    async def publish(self, envelope: Envelope) -> None:
+    async def publish(self, envelope: Envelope, *, delay_s: float = 0.0) -> None:
         channel = self._channel(envelope.api)
-        channel.ready.append(_Message(envelope))
+        if delay_s <= 0:
+            channel.ready.append(_Message(envelope))
+            channel.dispatch()
+            return
+
+        def ready() -> None:
+            self._timers.discard(timer)
+            channel.ready.append(_Message(envelope))
+            channel.dispatch()
+
+        timer = asyncio.get_running_loop().call_later(delay_s, ready)
+        self._timers.add(timer)
+
+    async def restore(self, envelope: Envelope) -> None:
+        channel = self._channel(envelope.api)
+        channel.ready.append(_Message(envelope, redelivered=True))
         channel.dispatch()
+
+    async def signal(self, kind: str, api: str, request_id: str) -> None:
+        self._channel(api)
+        for listener in list(self._listeners):
+            listener(kind, api, request_id)
+
+    async def on_signal(self, callback: Callable[[str, str, str], None]) -> None:
+        self._listeners.append(callback)
+
+    async def dead(self, api: str, limit: int = 1000) -> list[Envelope]:
+        return [m.envelope for m in self._channel(api).dead[:limit]]
+
+    async def redrive(
+        self,
+        api: str,
+        ids: Collection[str] | None,
+        prepare: Callable[[Envelope], Awaitable[bool]],
+    ) -> list[str]:
+        channel = self._channel(api)
+        moved: list[str] = []
+        for message in list(channel.dead):
+            envelope = message.envelope
+            if (ids is None or envelope.id in ids) and await prepare(envelope):
+                channel.dead.remove(message)
+                channel.ready.append(_Message(envelope))
+                moved.append(envelope.id)
+        channel.dispatch()
+        return moved
 
     async def consume(
         self, api: str, prefetch: int, callback: Callable[[Delivery], Awaitable[None]]

@@ -11,10 +11,10 @@ from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from asyncgw.backends.records import from_document, to_document
-from asyncgw.errors import BackendUnavailable
+from asyncgw.errors import BackendUnavailable, DuplicateRequest
 from asyncgw.schema import Record, Status
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,25 @@ class MongoStore:
     async def insert(self, record: Record) -> None:
         try:
             await self._requests.insert_one(to_document(record))
+        except DuplicateKeyError as exc:
+            if "idempotency_key" in str(exc.details or exc):
+                raise DuplicateRequest(record.idempotency_key or "") from exc
+            raise
+        except ConnectionFailure as exc:
+            raise _unavailable(exc) from exc
+
+    async def find_idempotent(self, api: str, key: str) -> Record | None:
+        try:
+            doc = await self._requests.find_one({"api": api, "idempotency_key": key})
+        except ConnectionFailure as exc:
+            raise _unavailable(exc) from exc
+        return None if doc is None else from_document(doc)
+
+    async def by_status(self, api: str, status: Status, limit: int = 1000) -> list[Record]:
+        query = {"api": api, "status": status.value}
+        try:
+            cursor = self._requests.find(query).sort("created_at", ASCENDING).limit(limit)
+            return [from_document(doc) async for doc in cursor]
         except ConnectionFailure as exc:
             raise _unavailable(exc) from exc
 

@@ -8,14 +8,17 @@ properties and headers carry the rest of the envelope, so nothing is encoded twi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
 import aiormq
 from aio_pika.abc import (
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 HEADER_API = "x-asyncgw-api"
 HEADER_PAYLOAD_KEY = "x-asyncgw-payload-key"
 HEADER_CREATED_MS = "x-asyncgw-created-ms"
+HEADER_RESTORED = "x-asyncgw-restored"
+HEADER_NOTIFY = "x-asyncgw-notify"
+HEADER_KIND = "x-asyncgw-kind"
+SIGNALS_EXCHANGE = "asyncgw.signals"
 _ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError)
 
 
@@ -44,6 +51,14 @@ def dead_queue_name(api: str) -> str:
     return f"asyncgw.{api}.dead"
 
 
+def delay_queue_name(api: str, delay_ms: int) -> str:
+    """The delay queue for a wait of ``delay_ms``: one per quarter octave of delays, so messages
+    in one queue wait within 19 % of each other and a short wait is never stuck for long behind
+    a longer one (a queue expires messages from its head only)."""
+    bucket = max(0, round(math.log2(max(delay_ms, 1)) * 4))
+    return f"asyncgw.{api}.delay.{bucket}"
+
+
 def to_message(envelope: Envelope) -> aio_pika.Message:
     """The AMQP message for an envelope."""
     headers: dict[str, Any] = {
@@ -53,6 +68,8 @@ def to_message(envelope: Envelope) -> aio_pika.Message:
     }
     if envelope.payload_key is not None:
         headers[HEADER_PAYLOAD_KEY] = envelope.payload_key
+    if envelope.notify:
+        headers[HEADER_NOTIFY] = True
     return aio_pika.Message(
         body=envelope.payload or b"",
         content_type=envelope.content_type,
@@ -89,6 +106,7 @@ def from_message(message: AbstractIncomingMessage) -> Envelope:
         created_at=created,
         payload=None if key is not None else message.body,
         payload_key=key,
+        notify=headers.get(HEADER_NOTIFY) is True,
     )
 
 
@@ -97,7 +115,8 @@ class _RabbitDelivery:
 
     def __init__(self, message: AbstractIncomingMessage) -> None:
         self._message = message
-        self.redelivered = bool(message.redelivered)
+        headers = message.headers or {}
+        self.redelivered = bool(message.redelivered) or headers.get(HEADER_RESTORED) is True
         self.envelope: Envelope | None = None
         self.problem: str | None = None
         try:
@@ -137,6 +156,8 @@ class RabbitQueue:
         self._publisher: AbstractRobustChannel | None = None
         self._inspector: AbstractRobustChannel | None = None
         self._consumer_channels: list[AbstractRobustChannel] = []
+        self._delay_queues: set[str] = set()
+        self._signals: AbstractExchange | None = None
 
     async def open(self) -> None:
         try:
@@ -147,6 +168,9 @@ class RabbitQueue:
                 publisher_confirms=True, on_return_raises=True
             )
             self._inspector = await self._connection.channel(publisher_confirms=False)
+            self._signals = await self._inspector.declare_exchange(
+                SIGNALS_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+            )
         except _ERRORS as exc:
             raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
 
@@ -184,13 +208,43 @@ class RabbitQueue:
         except _ERRORS as exc:
             raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
 
-    async def publish(self, envelope: Envelope) -> None:
-        channel = self._channel()
+    async def publish(self, envelope: Envelope, *, delay_s: float = 0.0) -> None:
         message = to_message(envelope)
+        routing_key = queue_name(envelope.api)
+        if delay_s > 0:
+            delay_ms = max(1, round(delay_s * 1000))
+            routing_key = await self._delay_queue(envelope.api, delay_ms)
+            message.expiration = delay_ms / 1000
+        await self._publish(message, routing_key)
+
+    async def restore(self, envelope: Envelope) -> None:
+        message = to_message(envelope)
+        message.headers[HEADER_RESTORED] = True
+        await self._publish(message, queue_name(envelope.api))
+
+    async def _delay_queue(self, api: str, delay_ms: int) -> str:
+        name = delay_queue_name(api, delay_ms)
+        if name not in self._delay_queues:
+            try:
+                await self._channel().declare_queue(
+                    name,
+                    durable=True,
+                    arguments={
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": queue_name(api),
+                    },
+                )
+            except _ERRORS as exc:
+                raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+            self._delay_queues.add(name)
+        return name
+
+    async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        channel = self._channel()
         try:
             async with asyncio.timeout(self._publish_timeout_s):
                 await channel.default_exchange.publish(
-                    message, routing_key=queue_name(envelope.api), mandatory=True
+                    message, routing_key=routing_key, mandatory=True
                 )
         except TimeoutError as exc:
             raise BackendUnavailable("rabbitmq", "publish not confirmed in time") from exc
@@ -198,6 +252,98 @@ class RabbitQueue:
             raise BackendUnavailable("rabbitmq", f"publish refused: {exc}") from exc
         except _ERRORS as exc:
             raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+
+    async def signal(self, kind: str, api: str, request_id: str) -> None:
+        if self._signals is None:
+            raise BackendUnavailable("rabbitmq", "queue is not open")
+        message = aio_pika.Message(
+            body=request_id.encode(), headers={HEADER_KIND: kind, HEADER_API: api}
+        )
+        try:
+            await self._signals.publish(message, routing_key="")
+        except _ERRORS as exc:
+            raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+
+    async def on_signal(self, callback: Callable[[str, str, str], None]) -> None:
+        if self._connection is None:
+            raise BackendUnavailable("rabbitmq", "queue is not open")
+        channel = await self._connection.channel(publisher_confirms=False)
+        self._consumer_channels.append(channel)
+        exchange = await channel.declare_exchange(
+            SIGNALS_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            headers = message.headers or {}
+            kind, api = headers.get(HEADER_KIND), headers.get(HEADER_API)
+            if isinstance(kind, str) and isinstance(api, str):
+                callback(kind, api, message.body.decode(errors="replace"))
+
+        await queue.consume(on_message, no_ack=True)
+
+    async def dead(self, api: str, limit: int = 1000) -> list[Envelope]:
+        found: list[Envelope] = []
+
+        async def keep(message: AbstractIncomingMessage) -> bool:
+            with contextlib.suppress(ValueError):
+                found.append(from_message(message))
+            return False
+
+        await self._walk_dead(api, limit, keep)
+        return found
+
+    async def redrive(
+        self,
+        api: str,
+        ids: Collection[str] | None,
+        prepare: Callable[[Envelope], Awaitable[bool]],
+    ) -> list[str]:
+        moved: list[str] = []
+
+        async def move(message: AbstractIncomingMessage) -> bool:
+            try:
+                envelope = from_message(message)
+            except ValueError:
+                return False
+            if ids is not None and envelope.id not in ids:
+                return False
+            if not await prepare(envelope):
+                return False
+            await self._publish(to_message(envelope), queue_name(api))
+            moved.append(envelope.id)
+            return True
+
+        await self._walk_dead(api, None, move)
+        return moved
+
+    async def _walk_dead(
+        self,
+        api: str,
+        limit: int | None,
+        visit: Callable[[AbstractIncomingMessage], Awaitable[bool]],
+    ) -> None:
+        """Take the dead letters one by one; ``visit`` returns True to remove one. Those kept go
+        back when the walk's channel closes, in their order."""
+        if self._connection is None:
+            raise BackendUnavailable("rabbitmq", "queue is not open")
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            queue = await channel.declare_queue(dead_queue_name(api), passive=True, robust=False)
+            seen = 0
+            while limit is None or seen < limit:
+                message = await queue.get(no_ack=False, fail=False)
+                if message is None:
+                    break
+                seen += 1
+                if await visit(message):
+                    await message.ack()
+        except _ERRORS as exc:
+            raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
+        finally:
+            with contextlib.suppress(*_ERRORS):
+                await channel.close()
 
     async def consume(
         self, api: str, prefetch: int, callback: Callable[[Delivery], Awaitable[None]]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from asyncgw.errors import BackendUnavailable
+from asyncgw.errors import BackendUnavailable, DuplicateRequest
 from asyncgw.schema import RECORD_FIELDS, Record, Status, now
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,33 @@ class SqliteStore:
             record.payload,
             json.dumps(data),
         )
-        await self._run(
-            lambda db: db.execute("INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        try:
+            await self._run(
+                lambda db: db.execute(
+                    "INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+                )
+            )
+        except sqlite3.IntegrityError as exc:
+            if "idempotency_key" in str(exc):
+                raise DuplicateRequest(record.idempotency_key or "") from exc
+            raise
+
+    async def find_idempotent(self, api: str, key: str) -> Record | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM requests WHERE api = ? AND idempotency_key = ?", (api, key)
+            ).fetchone()
         )
+        return None if row is None else _row_to_record(row)
+
+    async def by_status(self, api: str, status: Status, limit: int = 1000) -> list[Record]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM requests WHERE api = ? AND status = ? ORDER BY created_at LIMIT ?",
+                (api, status.value, limit),
+            ).fetchall()
+        )
+        return [_row_to_record(row) for row in rows]
 
     async def get(self, request_id: str) -> Record | None:
         row = await self._run(

@@ -11,7 +11,19 @@ from aiohttp import web
 from asyncgw.backends import BlobStore, Queue, StatusStore
 from asyncgw.errors import BackendUnavailable
 from asyncgw.gateway import routes
-from asyncgw.gateway.context import APIS, BLOBS, QUEUE, RETRY_AFTER_S, SETTINGS, STORE, error
+from asyncgw.gateway.context import (
+    APIS,
+    BLOBS,
+    DEPTHS,
+    QUEUE,
+    RETRY_AFTER_S,
+    SETTINGS,
+    STORE,
+    WAITERS,
+    error,
+)
+from asyncgw.gateway.signals import Depths, Waiters
+from asyncgw.gateway.submit import submit
 from asyncgw.service import Backends
 from asyncgw.settings import Settings
 
@@ -50,6 +62,11 @@ def _backends(
     return lifecycle
 
 
+async def _listen(app: web.Application) -> None:
+    """Wake waiting clients when their requests end (runs after the backends are open)."""
+    await app[QUEUE].on_signal(app[WAITERS].on_signal)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -66,15 +83,19 @@ def create_app(
     app[STORE] = store
     app[BLOBS] = blobs
     app[APIS] = {api.endpoint: api for api in settings.apis}
+    app[WAITERS] = Waiters()
+    app[DEPTHS] = Depths(queue)
     if manage_backends:
         app.cleanup_ctx.append(_backends(Backends(queue, store, blobs), settings))
+    app.on_startup.append(_listen)
     app.add_routes(
         [
             web.get("/healthz", routes.healthz),
             web.get("/readyz", routes.readyz),
-            web.post("/{api}", routes.submit),
+            web.post("/{api}", submit),
             web.get("/{api}", routes.summary),
             web.get("/{api}/{id}", routes.status),
+            web.delete("/{api}/{id}", routes.cancel),
             web.get("/{api}/{id}/result", routes.result),
         ]
     )

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from asyncgw.backends import BlobStore, Queue, StatusStore
 from asyncgw.config import ApiConfig
+from asyncgw.gateway.signals import Depths, Waiters
 from asyncgw.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,6 +18,8 @@ STORE = web.AppKey("store", StatusStore)
 BLOBS = web.AppKey("blobs", BlobStore)
 #: APIs by endpoint segment.
 APIS = web.AppKey("apis", dict[str, ApiConfig])
+WAITERS = web.AppKey("waiters", Waiters)
+DEPTHS = web.AppKey("depths", Depths)
 
 #: Seconds a client is asked to wait before retrying when a backend is down.
 RETRY_AFTER_S = 5

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from aiohttp import web
 
 from asyncgw.config import ApiConfig
-from asyncgw.errors import BackendUnavailable, BlobNotFound, PayloadTooLarge
+from asyncgw.errors import BackendUnavailable, BlobNotFound
 from asyncgw.gateway.context import (
     BLOBS,
     QUEUE,
@@ -22,12 +19,10 @@ from asyncgw.gateway.context import (
     json_response,
 )
 from asyncgw.schema import (
-    INLINE_PAYLOAD_LIMIT,
+    TERMINAL,
     Record,
     Status,
-    new_id,
     now,
-    payload_key,
     record_view,
     result_key,
 )
@@ -56,101 +51,6 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
-async def _read_head(request: web.Request, limit: int) -> tuple[bytes, bool]:
-    """Up to ``limit + 1`` bytes of the body, and whether the body ended within them."""
-    parts: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await request.content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(parts), True
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts), False
-
-
-async def _rest(head: bytes, request: web.Request) -> AsyncIterator[bytes]:
-    yield head
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
-        yield chunk
-
-
-async def submit(request: web.Request) -> web.Response:
-    """``POST /{api}``: store the payload, insert the record, queue the message (in that order),
-    so an accepted request is never orphaned."""
-    api = api_of(request)
-    limit = api.max_payload_size_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return error(413, f"payload is larger than the limit of {limit} bytes")
-    queue, store, blobs = request.app[QUEUE], request.app[STORE], request.app[BLOBS]
-    content_type = request.headers.get("Content-Type") or "application/octet-stream"
-    request_id = new_id()
-    head, complete = await _read_head(request, min(INLINE_PAYLOAD_LIMIT, limit))
-    key: str | None = None
-    if complete:
-        size = len(head)
-    elif len(head) > limit:
-        return error(413, f"payload is larger than the limit of {limit} bytes")
-    else:
-        key = payload_key(api.name, request_id)
-        try:
-            size = await blobs.put_stream(key, _rest(head, request), content_type, max_size=limit)
-        except PayloadTooLarge:
-            return error(413, f"payload is larger than the limit of {limit} bytes")
-    created = now()
-    record = Record(
-        id=request_id,
-        api=api.name,
-        status=Status.IN_QUEUE,
-        created_at=created,
-        expires_at=created + timedelta(seconds=api.retention_s),
-        content_type=content_type,
-        payload_size=size,
-        payload=head if key is None and not queue.persistent else None,
-        payload_key=key,
-        webhook_url=request.headers.get("X-Webhook-Url") or api.webhook.url,
-    )
-    try:
-        await store.insert(record)
-    except BackendUnavailable:
-        if key is not None:
-            with contextlib.suppress(BackendUnavailable):
-                await blobs.delete(key)
-        raise
-    envelope = record.envelope()
-    envelope.payload = head if key is None else None
-    try:
-        await queue.publish(envelope)
-    except BackendUnavailable as exc:
-        await _abandon(request, record, exc)
-        raise
-    log.debug("queued", extra={"api": api.name, "request_id": request_id})
-    return json_response(
-        {"id": request_id, "status": Status.IN_QUEUE.value},
-        status=202,
-        headers={"Location": f"/{api.endpoint}/{request_id}"},
-    )
-
-
-async def _abandon(request: web.Request, record: Record, exc: BackendUnavailable) -> None:
-    """Mark a request whose message could not be queued as failed, so no one waits for it."""
-    try:
-        await request.app[STORE].transition(
-            record.id,
-            [Status.IN_QUEUE],
-            Status.FAILED,
-            fields={
-                "completed_at": now(),
-                "error": {"type": "QueueUnavailable", "message": str(exc)},
-            },
-        )
-    except BackendUnavailable:
-        log.error(
-            "request accepted into the store but not queued; it stays in_queue",
-            extra={"api": record.api, "request_id": record.id},
-        )
-
-
 async def _record(request: web.Request, api: ApiConfig) -> Record:
     request_id = request.match_info["id"]
     record = await request.app[STORE].get(request_id)
@@ -160,6 +60,31 @@ async def _record(request: web.Request, api: ApiConfig) -> Record:
             content_type="application/json",
         )
     return record
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """``DELETE /{api}/{id}``: an ``in_queue`` request will never start; a running one has its
+    task cancelled on whichever worker runs it."""
+    api = api_of(request)
+    record = await _record(request, api)
+    store, queue = request.app[STORE], request.app[QUEUE]
+    if record.status not in TERMINAL and await store.transition(
+        record.id,
+        [Status.IN_QUEUE, Status.IN_PROGRESS],
+        Status.CANCELED,
+        fields={"completed_at": now()},
+    ):
+        context = {"api": api.name, "request_id": record.id}
+        log.info("canceled", extra=context)
+        for kind in ("cancel", "done"):
+            try:
+                await queue.signal(kind, api.name, record.id)
+            except BackendUnavailable as exc:
+                log.warning("could not signal %s: %s", kind, exc, extra=context)
+        record = await _record(request, api)
+        return json_response(record_view(record))
+    record = await _record(request, api)
+    return error(409, f"request {record.id} is already {record.status.value}")
 
 
 async def status(request: web.Request) -> web.Response:
