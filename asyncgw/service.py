@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from asyncgw.backends import (
     queue_from_url,
     store_from_url,
 )
+from asyncgw.config import ApiConfig
 from asyncgw.errors import ConfigError
 from asyncgw.settings import Settings
 
@@ -44,6 +46,12 @@ class Backends:
         await self.store.open()
         await self.blobs.open()
         await self.queue.open()
+
+    async def prepare(self, apis: Iterable[ApiConfig]) -> None:
+        """Declare every API's queues and set its blob retention (idempotent)."""
+        for api in apis:
+            await self.queue.declare(api.name)
+            await self.blobs.expire_after(api.name, api.retention_s)
 
     async def close(self) -> None:
         """Close them in the reverse order."""

@@ -74,8 +74,7 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await backends.open()
-        for api in settings.apis:
-            await backends.queue.declare(api.name)
+        await backends.prepare(settings.apis)
         if not backends.queue.persistent:
             restored = await requeue_unfinished(settings, backends.queue, backends.store)
             if restored:

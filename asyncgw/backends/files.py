@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import shutil
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import IO
@@ -16,7 +19,11 @@ from asyncgw.backends.interfaces import Blob
 from asyncgw.errors import BlobNotFound, PayloadTooLarge
 from asyncgw.schema import new_id
 
+log = logging.getLogger(__name__)
+
 READ_CHUNK = 256 * 1024
+#: How often expired blobs are deleted.
+SWEEP_INTERVAL_S = 600.0
 _TYPE_SUFFIX = ".content-type"
 
 
@@ -26,6 +33,8 @@ class FileBlobs:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.root = Path(unquote(parts.netloc + parts.path)).resolve()
+        self._retention_s: dict[str, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -37,7 +46,32 @@ class FileBlobs:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
 
     async def close(self) -> None:
-        return None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def expire_after(self, api: str, retention_s: float) -> None:
+        """Swept at once and then every ``SWEEP_INTERVAL_S``: a request's folder goes when its
+        newest file is older than the retention."""
+        self._retention_s[api] = retention_s
+        await self.sweep()
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await self.sweep()
+            except OSError as exc:
+                log.warning("blob sweep failed: %s", exc)
+
+    async def sweep(self, at: float | None = None) -> int:
+        """Delete expired request folders; return how many."""
+        retention = dict(self._retention_s)
+        return await asyncio.to_thread(_sweep, self.root, retention, at or time.time())
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         async def one() -> AsyncIterator[bytes]:
@@ -132,3 +166,20 @@ def _read_type(path: Path) -> str:
         return path.with_name(path.name + _TYPE_SUFFIX).read_text(encoding="utf-8")
     except FileNotFoundError:
         return "application/octet-stream"
+
+
+def _sweep(root: Path, retention_s: dict[str, float], at: float) -> int:
+    removed = 0
+    for api, seconds in retention_s.items():
+        folder = root / api
+        if not folder.is_dir():
+            continue
+        for request in folder.iterdir():
+            try:
+                newest = max((p.stat().st_mtime for p in request.iterdir()), default=0.0)
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            if newest + seconds <= at:
+                shutil.rmtree(request, ignore_errors=True)
+                removed += 1
+    return removed

@@ -4,6 +4,8 @@ length go up as multipart uploads part by part, downloads stream (ranged when as
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -15,6 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from asyncgw.backends.interfaces import Blob
 from asyncgw.errors import BackendUnavailable, BlobNotFound, PayloadTooLarge
+
+log = logging.getLogger(__name__)
 
 #: Size of one multipart part: S3's minimum is 5 MiB; memory use per upload is one part.
 PART_SIZE = 8 * 2**20
@@ -171,6 +175,36 @@ class S3Blobs:
     async def read(self, key: str) -> bytes:
         blob = await self.get(key)
         return b"".join([chunk async for chunk in blob.chunks])
+
+    async def expire_after(self, api: str, retention_s: float) -> None:
+        """A lifecycle rule on the API's prefix. S3 counts in whole days, so blobs live for the
+        retention rounded up to a day (at least one)."""
+        prefix = self._key(f"{api}/")
+        days = max(1, math.ceil(retention_s / 86400))
+        rule: dict[str, Any] = {
+            "ID": f"asyncgw:{prefix}",
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+        }
+        try:
+            try:
+                answer = await self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+                rules = [r for r in answer.get("Rules", []) if r.get("ID") != rule["ID"]]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                    raise
+                rules = []
+            await self._client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": [*rules, rule]}
+            )
+        except (BotoCoreError, ClientError) as exc:
+            log.warning(
+                "cannot set the lifecycle rule that expires blobs after %s days: %s",
+                days,
+                exc,
+                extra={"api": api},
+            )
 
     async def delete(self, key: str) -> None:
         try:

@@ -52,8 +52,7 @@ def _backends(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await backends.open()
-        for api in settings.apis:
-            await backends.queue.declare(api.name)
+        await backends.prepare(settings.apis)
         log.info("backends open")
         yield
         log.info("closing backends")
