@@ -4,14 +4,15 @@ process; one document per request in ``requests``; every status move is a single
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from asyncgw.backends.records import from_document, to_document
 from asyncgw.errors import BackendUnavailable, DuplicateRequest
@@ -20,8 +21,31 @@ from asyncgw.schema import Record, Status
 log = logging.getLogger(__name__)
 
 
-def _unavailable(exc: PyMongoError) -> BackendUnavailable:
-    return BackendUnavailable("mongodb", str(exc).split(",", 1)[0] or type(exc).__name__)
+#: Server codes of a node that is shutting down, stepping down or not yet primary.
+_TRANSIENT_CODES = frozenset({91, 189, 10107, 11600, 11602, 13435, 13436})
+
+
+def _transient(exc: PyMongoError) -> bool:
+    """Whether the error says the server is out of reach for now, not that the request is wrong."""
+    if isinstance(exc, ConnectionFailure):
+        return True
+    if isinstance(exc, OperationFailure):
+        return exc.code in _TRANSIENT_CODES or exc.has_error_label("RetryableWriteError")
+    return False
+
+
+@contextlib.contextmanager
+def _guard() -> Iterator[None]:
+    """Turn the errors of an unreachable server into ``BackendUnavailable``."""
+    try:
+        yield
+    except DuplicateKeyError:
+        raise
+    except PyMongoError as exc:
+        if _transient(exc):
+            detail = str(exc).split(",", 1)[0] or type(exc).__name__
+            raise BackendUnavailable("mongodb", detail) from exc
+        raise
 
 
 class MongoStore:
@@ -39,7 +63,7 @@ class MongoStore:
         self._requests: AsyncCollection[dict[str, Any]] = db["requests"]
 
     async def open(self) -> None:
-        try:
+        with _guard():
             await self._requests.create_index([("api", ASCENDING), ("status", ASCENDING)])
             await self._requests.create_index("expires_at", expireAfterSeconds=0)
             await self._requests.create_index(
@@ -48,8 +72,6 @@ class MongoStore:
                 partialFilterExpression={"idempotency_key": {"$exists": True}},
                 name="api_idempotency_key_unique",
             )
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
 
     async def close(self) -> None:
         await self._client.close()
@@ -58,38 +80,31 @@ class MongoStore:
         try:
             await self._client.admin.command("ping")
         except PyMongoError as exc:
-            raise _unavailable(exc) from exc
+            raise BackendUnavailable("mongodb", str(exc).split(",", 1)[0]) from exc
 
     async def insert(self, record: Record) -> None:
         try:
-            await self._requests.insert_one(to_document(record))
+            with _guard():
+                await self._requests.insert_one(to_document(record))
         except DuplicateKeyError as exc:
             if "idempotency_key" in str(exc.details or exc):
                 raise DuplicateRequest(record.idempotency_key or "") from exc
             raise
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
 
     async def find_idempotent(self, api: str, key: str) -> Record | None:
-        try:
+        with _guard():
             doc = await self._requests.find_one({"api": api, "idempotency_key": key})
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
         return None if doc is None else from_document(doc)
 
     async def by_status(self, api: str, status: Status, limit: int = 1000) -> list[Record]:
         query = {"api": api, "status": status.value}
-        try:
+        with _guard():
             cursor = self._requests.find(query).sort("created_at", ASCENDING).limit(limit)
             return [from_document(doc) async for doc in cursor]
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
 
     async def get(self, request_id: str) -> Record | None:
-        try:
+        with _guard():
             doc = await self._requests.find_one({"_id": request_id})
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
         return None if doc is None else from_document(doc)
 
     async def transition(
@@ -117,10 +132,8 @@ class MongoStore:
             update["$unset"] = unset
         if increment_attempts:
             update["$inc"] = {"attempts": 1}
-        try:
+        with _guard():
             result = await self._requests.update_one(query, update)
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
         return result.matched_count == 1
 
     async def counts(self, api: str) -> dict[Status, int]:
@@ -129,18 +142,13 @@ class MongoStore:
             {"$group": {"_id": "$status", "n": {"$sum": 1}}},
         ]
         result = {status: 0 for status in Status}
-        try:
-            cursor = await self._requests.aggregate(pipeline)
-            async for row in cursor:
+        with _guard():
+            async for row in await self._requests.aggregate(pipeline):
                 result[Status(row["_id"])] = int(row["n"])
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc
         return result
 
     async def unfinished(self) -> AsyncIterator[Record]:
         query = {"status": {"$in": [Status.IN_QUEUE.value, Status.IN_PROGRESS.value]}}
-        try:
+        with _guard():
             async for doc in self._requests.find(query).sort("created_at", ASCENDING):
                 yield from_document(doc)
-        except ConnectionFailure as exc:
-            raise _unavailable(exc) from exc

@@ -122,6 +122,24 @@ class Stack:
                     raise RuntimeError(f"gateway did not become ready:\n{proc.output()}")
                 await asyncio.sleep(0.05)
 
+    async def up(self) -> Proc:
+        """``asyncgw up``: gateway and workers in one process (on the same port when run again)."""
+        self.port = self.port or servers.free_port()
+        proc = self._start(["up", "--port", str(self.port)], "up")
+        await proc.wait_for_output("asyncgw is up on", 60)
+        return proc
+
+    def dlq(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``asyncgw dlq ARGS`` to completion."""
+        return subprocess.run(
+            [ASYNCGW, "dlq", *args, "--config", str(self.config_path)],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     async def worker(self, api: str, env: Mapping[str, str] | None = None) -> Proc:
         proc = self._start(["worker", "--api", api], f"worker-{api}", env)
         await proc.wait_for_output("worker consuming", 60)
@@ -159,6 +177,11 @@ async def wait_terminal(
         await asyncio.sleep(0.05)
 
 
+def embedded_env() -> dict[str, str]:
+    """The environment of a newcomer: no ASYNCGW_* or AWS_* settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCGW_", "AWS_"))}
+
+
 def production_env(
     amqp_url: str, mongo_url: str, s3_endpoint: str, bucket: str, prefix: str
 ) -> dict[str, str]:
@@ -170,3 +193,47 @@ def production_env(
         "AWS_ENDPOINT_URL": s3_endpoint,
         "ASYNCGW_GRACE_PERIOD": "5s",
     }
+
+
+@dataclass
+class System:
+    """The same scenario on either backend set: ``production`` runs ``asyncgw gateway`` and one
+    ``asyncgw worker`` per API on RabbitMQ, SecantusDB and moto; ``embedded`` runs ``asyncgw up``
+    on the in-process queue, SQLite and files. An API with ``autoscaling.min_replicas: 0`` gets no
+    worker in either."""
+
+    kind: str
+    stack: Stack
+    workers: dict[str, Proc] = field(default_factory=dict)
+    up_proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return self.stack.base_url
+
+    async def start(self) -> None:
+        if self.kind == "embedded":
+            self.up_proc = await self.stack.up()
+            return
+        await self.stack.gateway()
+        for api in self.stack.apis:
+            if api.get("autoscaling", {}).get("min_replicas") != 0:
+                self.workers[api["name"]] = await self.stack.worker(api["name"])
+
+    async def stop(self) -> None:
+        """Stop what processes requests (``up`` or the workers), gracefully."""
+        if self.up_proc is not None:
+            assert self.up_proc.stop() == 0
+            self.up_proc = None
+        for proc in self.workers.values():
+            assert proc.stop() == 0
+        self.workers.clear()
+
+    async def resume(self) -> None:
+        """Start again what ``stop`` stopped."""
+        if self.kind == "embedded":
+            self.up_proc = await self.stack.up()
+        else:
+            for api in self.stack.apis:
+                if api.get("autoscaling", {}).get("min_replicas") != 0:
+                    self.workers[api["name"]] = await self.stack.worker(api["name"])

@@ -10,50 +10,14 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests import servers
-from tests.e2e.stack import ASYNCGW, EXAMPLES, Proc, Stack, submit, wait_terminal
+from tests.e2e.stack import EXAMPLES, Proc, Stack, embedded_env, submit, wait_terminal
 
 ROOT = Path(__file__).parents[2]
-
-
-def embedded_env() -> dict[str, str]:
-    """The environment of a newcomer: no ASYNCGW_* or AWS_* settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("ASYNCGW_", "AWS_"))}
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(workdir=tmp_path, env=embedded_env())
-    yield stack
-    stack.close()
-
-
-async def start_up(stack: Stack) -> Proc:
-    stack.port = servers.free_port()
-    log_path = stack.workdir / f"up.{len(stack.procs)}.log"
-    process = subprocess.Popen(
-        [ASYNCGW, "up", "--config", str(stack.config_path), "--port", str(stack.port)],
-        env=stack.env,
-        cwd=stack.workdir,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    proc = Proc(process, log_path)
-    stack.procs.append(proc)
-    await proc.wait_for_output("asyncgw is up on", 60)
-    return proc
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_up_runs_json_text_and_binary_requests(
@@ -62,7 +26,7 @@ async def test_up_runs_json_text_and_binary_requests(
     local.add_api("iris", EXAMPLES / "iris" / "handler.py")
     local.add_api("shout", EXAMPLES / "shout" / "handler.py")
     local.add_api("checksum", EXAMPLES / "checksum" / "handler.py")
-    proc = await start_up(local)
+    proc = await local.up()
     base = local.base_url
     iris = await submit(http, f"{base}/iris", json={"petal_length": 1.0})
     shout = await submit(http, f"{base}/shout", data="abc", headers={"Content-Type": "text/plain"})
@@ -93,14 +57,14 @@ async def test_kill_9_and_restart_loses_no_request(
         "slow",
         handler={"config": {"seconds": 0.3, "marks": str(marks)}, "max_concurrency": 5},
     )
-    first = await start_up(local)
+    first = await local.up()
     ids = [(await submit(http, f"{local.base_url}/slow", json={"n": i}))["id"] for i in range(50)]
     deadline = time.monotonic() + 30
     while len(list(marks.glob(f"*.start.{first.process.pid}"))) < 8:
         assert time.monotonic() < deadline, "requests never started"
         await asyncio.sleep(0.02)
     first.kill()
-    second = await start_up(local)
+    second = await local.up()
     assert "queued" in second.output() and "unfinished requests again" in second.output()
 
     records = [await wait_terminal(http, f"{local.base_url}/slow/{i}", 120) for i in ids]
@@ -169,7 +133,7 @@ async def test_up_also_runs_on_rabbitmq_mongodb_and_s3(
     stack: Stack, http: aiohttp.ClientSession, api_name: str
 ) -> None:
     stack.add_api(api_name, EXAMPLES / "checksum" / "handler.py")
-    proc = await start_up(stack)
+    proc = await stack.up()
     blob = os.urandom(400 * 1024)
     accepted = await submit(http, f"{stack.base_url}/{api_name}", data=blob)
     record = await wait_terminal(http, f"{stack.base_url}/{api_name}/{accepted['id']}")
