@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +12,10 @@ import pytest
 from tests import servers
 
 S3_BUCKET = "asyncgw-test"
+#: Tests that need several APIs name them ``<api_name>-<suffix>``.
+API_SUFFIXES = ("text", "bin", "slow")
+#: Delay queues are numbered by quarter octaves of milliseconds: up to ~2**32 ms.
+DELAY_BUCKETS = 130
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +61,9 @@ async def api_name(amqp_url: str) -> AsyncIterator[str]:
     yield name
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for queue in (f"asyncgw.{name}", f"asyncgw.{name}.dead"):
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+        channel = await connection.channel()
+        for api in (name, *(f"{name}-{suffix}" for suffix in API_SUFFIXES)):
+            queues = [f"asyncgw.{api}", f"asyncgw.{api}.dead"]
+            queues += [f"asyncgw.{api}.delay.{bucket}" for bucket in range(DELAY_BUCKETS)]
+            for queue in queues:  # deleting a queue that does not exist is not an error
                 await channel.queue_delete(queue)

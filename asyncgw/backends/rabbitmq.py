@@ -38,7 +38,15 @@ HEADER_RESTORED = "x-asyncgw-restored"
 HEADER_NOTIFY = "x-asyncgw-notify"
 HEADER_KIND = "x-asyncgw-kind"
 SIGNALS_EXCHANGE = "asyncgw.signals"
-_ERRORS = (aio_pika.exceptions.AMQPException, aiormq.exceptions.AMQPError, ConnectionError, OSError)
+#: Seconds between attempts to reach a broker that went away.
+RECONNECT_INTERVAL_S = 2.0
+#: What aio-pika raises while the broker is out of reach or the channel is being restored.
+_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+)
 
 
 def queue_name(api: str) -> str:
@@ -125,10 +133,25 @@ class _RabbitDelivery:
             self.problem = str(exc)
 
     async def ack(self) -> None:
-        await self._message.ack()
+        try:
+            await self._message.ack()
+        except _ERRORS as exc:
+            self._unsettled(exc)
 
     async def reject(self, *, requeue: bool) -> None:
-        await self._message.reject(requeue=requeue)
+        try:
+            await self._message.reject(requeue=requeue)
+        except _ERRORS as exc:
+            self._unsettled(exc)
+
+    def _unsettled(self, exc: BaseException) -> None:
+        # The channel that carried the message is gone, and with it the message's lease: the
+        # broker delivers it again, and the record's status tells the next worker what to do.
+        log.warning(
+            "could not settle the message (%s); the broker will deliver it again",
+            str(exc) or type(exc).__name__,
+            extra={"request_id": self.envelope.id if self.envelope else None},
+        )
 
 
 class _RabbitConsumer:
@@ -162,7 +185,9 @@ class RabbitQueue:
     async def open(self) -> None:
         try:
             self._connection = await aio_pika.connect_robust(
-                self._url, client_properties={"connection_name": "asyncgw"}
+                self._url,
+                client_properties={"connection_name": "asyncgw"},
+                reconnect_interval=RECONNECT_INTERVAL_S,
             )
             self._publisher = await self._connection.channel(
                 publisher_confirms=True, on_return_raises=True

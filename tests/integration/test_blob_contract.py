@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from asyncgw.backends.interfaces import Blob, BlobStore
 from asyncgw.errors import BlobNotFound, PayloadTooLarge
@@ -176,3 +181,124 @@ async def test_empty_blob_round_trip(blobs: BlobStore) -> None:
     assert await blobs.put_stream(k2, chunks_of(b""), "application/json") == 0
     assert await blobs.read(k2) == b""
     assert (await blobs.get(k2)).content_type == "application/json"
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+DAY_S = 86400
+
+
+async def test_expire_after_differs_on_purpose(
+    blobs: BlobStore, blobs_kind: str, request: pytest.FixtureRequest
+) -> None:
+    # Both stores delete an API's blobs once they are as old as its retention, but differently:
+    # the file store sweeps its folders itself, S3 is given lifecycle rules and does it alone.
+    expiring, lasting, untouched = (f"exp{new_id()[:8]}" for _ in range(3))
+    r1, r2 = payload_key(expiring, new_id()), payload_key(expiring, new_id())
+    r1_result = r1.rsplit("/", 1)[0] + "/result"
+    others = [payload_key(lasting, new_id()), payload_key(untouched, new_id())]
+    for k in (r1, r1_result, r2, *others):
+        await blobs.put(k, b"data of " + k.encode(), "text/plain")
+
+    if blobs_kind == "file":
+        from asyncgw.backends.files import FileBlobs
+
+        assert isinstance(blobs, FileBlobs)
+        written = time.time()
+        await blobs.expire_after(expiring, 3600)
+        await blobs.expire_after(lasting, 10 * DAY_S)
+        # Setting the retention sweeps at once: nothing is that old yet.
+        for k in (r1, r1_result, r2, *others):
+            assert await blobs.read(k) == b"data of " + k.encode()
+        # Half the retention later, the fresh blobs stay.
+        assert await blobs.sweep(at=written + 1800) == 0
+        for k in (r1, r1_result, r2, *others):
+            assert await blobs.read(k) == b"data of " + k.encode()
+        # Past the retention, that API's request folders go (one per request); blobs of an API
+        # with a longer retention, or with none, stay.
+        assert await blobs.sweep(at=time.time() + 3600 + 60) == 2
+        for k in (r1, r1_result, r2):
+            with pytest.raises(BlobNotFound):
+                await blobs.read(k)
+        for k in others:
+            assert await blobs.read(k) == b"data of " + k.encode()
+        assert await blobs.sweep(at=time.time() + 3600 + 60) == 0
+        assert await blobs.sweep(at=time.time() + 11 * DAY_S) == 1
+        with pytest.raises(BlobNotFound):
+            await blobs.read(others[0])
+        assert await blobs.read(others[1]) == b"data of " + others[1].encode()
+    else:
+        from asyncgw.backends.s3 import S3Blobs
+
+        assert isinstance(blobs, S3Blobs)
+        client = boto3.client(
+            "s3",
+            endpoint_url=request.getfixturevalue("s3_endpoint"),
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+            config=Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                s3={"addressing_style": "path"},
+            ),
+        )
+        ours = f"{blobs.prefix}/"
+
+        def rules() -> dict[str, list[dict[str, Any]]]:
+            """This test's lifecycle rules by prefix (the bucket is shared with other tests)."""
+            try:
+                answer = client.get_bucket_lifecycle_configuration(Bucket=blobs.bucket)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] == "NoSuchLifecycleConfiguration":
+                    return {}
+                raise
+            found: dict[str, list[dict[str, Any]]] = {}
+            for rule in answer.get("Rules", []):
+                prefix = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+                if prefix.startswith(ours):
+                    found.setdefault(prefix, []).append(rule)
+            return found
+
+        def days(prefix: str) -> int:
+            (rule,) = rules()[prefix]
+            assert rule["Status"] == "Enabled"
+            return int(rule["Expiration"]["Days"])
+
+        first, second = f"{ours}{expiring}/", f"{ours}{lasting}/"
+        try:
+            await blobs.expire_after(expiring, 3 * DAY_S)
+            assert set(rules()) == {first}
+            assert days(first) == 3
+            # A second API gets its own rule beside the first; S3 counts whole days, rounding
+            # up.
+            await blobs.expire_after(lasting, 1.5 * DAY_S)
+            assert set(rules()) == {first, second}
+            assert (days(first), days(second)) == (3, 2)
+            # Setting the first API's retention again replaces its rule, not adds one.
+            await blobs.expire_after(expiring, 5 * DAY_S)
+            assert set(rules()) == {first, second}
+            assert (days(first), days(second)) == (5, 2)
+            # Less than a day is still one day.
+            await blobs.expire_after(expiring, 60)
+            assert (days(first), days(second)) == (1, 2)
+            # The rules only schedule deletion: every blob is still there now.
+            for k in (r1, r1_result, r2, *others):
+                assert await blobs.read(k) == b"data of " + k.encode()
+        finally:
+            try:
+                answer = client.get_bucket_lifecycle_configuration(Bucket=blobs.bucket)
+                kept = [
+                    r
+                    for r in answer.get("Rules", [])
+                    if not r.get("Filter", {}).get("Prefix", "").startswith(ours)
+                ]
+                if kept:
+                    client.put_bucket_lifecycle_configuration(
+                        Bucket=blobs.bucket, LifecycleConfiguration={"Rules": kept}
+                    )
+                else:
+                    client.delete_bucket_lifecycle(Bucket=blobs.bucket)
+            except ClientError:
+                pass
+            client.close()

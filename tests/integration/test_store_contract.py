@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from asyncgw.backends.interfaces import StatusStore
+from asyncgw.errors import DuplicateRequest
 from asyncgw.schema import TERMINAL, Record, Status, new_id, now, payload_key, sources
 
 API = "contract"
@@ -391,3 +392,112 @@ async def test_datetimes_come_back_aware_utc_after_transition(store: StatusStore
     assert stored.started_at == naive.replace(tzinfo=UTC)
     assert stored.completed_at == other_zone
     assert_utc(stored)
+
+
+# --- idempotency keys --------------------------------------------------------------------------
+
+
+async def test_duplicate_idempotency_key_raises_duplicate_request(store: StatusStore) -> None:
+    first = record(idempotency_key="key-1")
+    await store.insert(first)
+    second = record(idempotency_key="key-1", status=Status.COMPLETED, payload=b"second")
+    with pytest.raises(DuplicateRequest):
+        await store.insert(second)
+    assert await store.get(first.id) == first
+    assert await store.get(second.id) is None
+    # The same key in another API, and another key in this one, are fine.
+    elsewhere = record(api=OTHER_API, idempotency_key="key-1")
+    await store.insert(elsewhere)
+    await store.insert(record(idempotency_key="key-2"))
+    assert await store.find_idempotent(API, "key-1") == first
+    assert await store.find_idempotent(OTHER_API, "key-1") == elsewhere
+
+
+@pytest.mark.parametrize(
+    ("first_key", "second_key"),
+    [(None, None), ("key-a", None), (None, "key-b"), ("key-a", "key-b")],
+    ids=["no_keys", "first_keyed", "second_keyed", "both_keyed"],
+)
+async def test_duplicate_id_is_not_a_duplicate_request(
+    store: StatusStore, first_key: str | None, second_key: str | None
+) -> None:
+    # A clash of ids is a bug or an attack, not a client's retry: it must not be answered as
+    # the idempotent replay of an earlier request.
+    first = record(idempotency_key=first_key)
+    await store.insert(first)
+    second = dataclasses.replace(record(idempotency_key=second_key), id=first.id)
+    with pytest.raises(Exception) as raised:  # which exception is the store's own
+        await store.insert(second)
+    assert not isinstance(raised.value, DuplicateRequest), repr(raised.value)
+    assert await store.get(first.id) == first
+    if second_key is not None:
+        assert await store.find_idempotent(API, second_key) is None
+
+
+async def test_find_idempotent(store: StatusStore) -> None:
+    a1 = record(idempotency_key="k1")
+    a2 = record(idempotency_key="k2", status=Status.COMPLETED, completed_at=now())
+    b1 = record(api=OTHER_API, idempotency_key="k1", payload=b"other")
+    unkeyed = record()
+    for r in (a1, a2, b1, unkeyed):
+        await store.insert(r)
+    assert await store.find_idempotent(API, "k1") == a1
+    assert await store.find_idempotent(API, "k2") == a2
+    assert await store.find_idempotent(OTHER_API, "k1") == b1
+    assert await store.find_idempotent(OTHER_API, "k2") is None
+    assert await store.find_idempotent(API, "k3") is None
+    assert await store.find_idempotent(API, "K1") is None  # keys are matched exactly
+    assert await store.find_idempotent("nobody", "k1") is None
+    assert await store.find_idempotent(API, "") is None
+
+
+# --- by_status ---------------------------------------------------------------------------------
+
+
+async def test_by_status_filters_sorts_and_limits(store: StatusStore) -> None:
+    t0 = now() - timedelta(hours=2)
+
+    def at(minutes: int, status: Status, api: str = API) -> Record:
+        created = t0 + timedelta(minutes=minutes)
+        return record(status, api=api, created_at=created, expires_at=created + timedelta(days=1))
+
+    failed = [
+        at(7, Status.FAILED),
+        at(2, Status.FAILED),
+        at(9, Status.FAILED),
+        at(4, Status.FAILED),
+    ]
+    noise = [
+        at(1, Status.COMPLETED),
+        at(3, Status.IN_QUEUE),
+        at(0, Status.FAILED, OTHER_API),
+        at(5, Status.FAILED, OTHER_API),
+        at(6, Status.CANCELED),
+    ]
+    for r in [*failed[:2], *noise, *failed[2:]]:  # out of order on purpose
+        await store.insert(r)
+
+    oldest_first = sorted(failed, key=lambda r: r.created_at)
+    got = await store.by_status(API, Status.FAILED)
+    assert got == oldest_first
+    for r in got:
+        assert_utc(r)
+    assert await store.by_status(API, Status.FAILED, limit=2) == oldest_first[:2]
+    assert await store.by_status(API, Status.FAILED, limit=1) == oldest_first[:1]
+    assert await store.by_status(API, Status.FAILED, limit=100) == oldest_first
+    assert [r.id for r in await store.by_status(OTHER_API, Status.FAILED)] == [
+        noise[2].id,
+        noise[3].id,
+    ]
+    assert await store.by_status(API, Status.IN_QUEUE) == [noise[1]]
+    assert await store.by_status(API, Status.IN_PROGRESS) == []
+    assert await store.by_status("nobody", Status.FAILED) == []
+
+
+async def test_by_status_follows_transitions(store: StatusStore) -> None:
+    r = record()
+    await store.insert(r)
+    assert [x.id for x in await store.by_status(API, Status.IN_QUEUE)] == [r.id]
+    assert await store.transition(r.id, [Status.IN_QUEUE], Status.FAILED)
+    assert await store.by_status(API, Status.IN_QUEUE) == []
+    assert [x.id for x in await store.by_status(API, Status.FAILED)] == [r.id]
