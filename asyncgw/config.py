@@ -22,6 +22,7 @@ from pydantic import (
 
 from asyncgw.errors import ConfigError
 from asyncgw.units import parse_duration, parse_size
+from asyncgw.webhooks import check_url_syntax
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,20 @@ class AutoscalingConfig(_Section):
 
 
 class WebhookConfig(_Section):
-    """``webhook:`` — the API's default callback."""
+    """``webhook:`` — the API's default callback, its signing secret and its retry schedule."""
 
     url: str | None = None
     secret_env: str | None = None
+    timeout_s: Seconds = Field(10.0, alias="timeout", gt=0)
+    retry_backoff_s: Seconds = Field(5.0, alias="retry_backoff", gt=0)
+    max_retry_backoff_s: Seconds = Field(600.0, alias="max_retry_backoff", gt=0)
+    retry_for_s: Seconds = Field(3 * 3600.0, alias="retry_for", gt=0)
+
+    @model_validator(mode="after")
+    def _url(self) -> WebhookConfig:
+        if self.url is not None:
+            check_url_syntax(self.url)
+        return self
 
 
 class NetworkingConfig(_Section):
@@ -203,6 +214,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
         "window_s": "window",
         "max_payload_size_bytes": "max_payload_size",
         "retention_s": "retention",
+        "max_retry_backoff_s": "max_retry_backoff",
+        "retry_for_s": "retry_for",
     }
     parts = [str(aliases.get(str(p), p)) for p in loc if not str(p).startswith("function-")]
     return ".".join(parts)

@@ -80,6 +80,22 @@ def payload_key(api: str, request_id: str) -> str:
     return f"{api}/{request_id}/payload"
 
 
+def webhook_channel(api: str) -> str:
+    """The queue channel of an API's webhook deliveries (API names have no dots)."""
+    return f"{api}.webhooks"
+
+
+def webhook_job(api: str, request_id: str) -> Envelope:
+    """The message that has a worker deliver a request's webhook."""
+    return Envelope(
+        id=request_id,
+        api=webhook_channel(api),
+        content_type="application/json",
+        created_at=now(),
+        payload=b"",
+    )
+
+
 def result_key(api: str, request_id: str) -> str:
     """Blob key of a request's result (below the store's prefix)."""
     return f"{api}/{request_id}/result"
@@ -122,6 +138,7 @@ class Record:
             created_at=self.created_at,
             payload=self.payload,
             payload_key=self.payload_key,
+            webhook=self.webhook_url is not None,
         )
 
 
@@ -163,3 +180,5 @@ class Envelope:
     payload_key: str | None = None
     #: A client waits for the outcome (``Prefer: wait``): signal ``done`` when it is terminal.
     notify: bool = False
+    #: The request has a webhook to call when it ends.
+    webhook: bool = False

@@ -20,6 +20,7 @@ from asyncgw.backends import (
 )
 from asyncgw.config import ApiConfig
 from asyncgw.errors import ConfigError
+from asyncgw.schema import webhook_channel
 from asyncgw.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Backends:
         """Declare every API's queues and set its blob retention (idempotent)."""
         for api in apis:
             await self.queue.declare(api.name)
+            await self.queue.declare(webhook_channel(api.name))
             await self.blobs.expire_after(api.name, api.retention_s)
 
     async def close(self) -> None:

@@ -36,6 +36,8 @@ class Settings:
     storage_url: str
     grace_period_s: float = 30.0
     log_level: str = "INFO"
+    #: ``ASYNCGW_WEBHOOK_ALLOW_PRIVATE=1``: webhooks may target loopback and private networks.
+    webhook_allow_private: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def api(self, name: str) -> ApiConfig:
@@ -85,5 +87,6 @@ class Settings:
             storage_url=env.get("ASYNCGW_STORAGE_URL", urls["storage_url"]),
             grace_period_s=grace,
             log_level=level,
+            webhook_allow_private=env.get("ASYNCGW_WEBHOOK_ALLOW_PRIVATE", "") in {"1", "true"},
             env=env,
         )

@@ -17,6 +17,7 @@ from asyncgw.errors import BackendUnavailable, ConfigError
 from asyncgw.settings import Settings
 from worker.handler import LoadedHandler, load_handler
 from worker.runner import Worker
+from worker.webhooks import load_secret
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ def prepare_handler(api: ApiConfig) -> LoadedHandler:
     )
 
 
-async def serve(settings: Settings, api: ApiConfig, handler: LoadedHandler) -> int:
+async def serve(
+    settings: Settings, api: ApiConfig, handler: LoadedHandler, secret: str | None
+) -> int:
     """Run the worker until a stop signal, then shut down in order."""
     backends = service.Backends.from_settings(settings)
     stop = asyncio.Event()
@@ -64,6 +67,8 @@ async def serve(settings: Settings, api: ApiConfig, handler: LoadedHandler) -> i
             store=backends.store,
             blobs=backends.blobs,
             grace_period_s=settings.grace_period_s,
+            webhook_secret=secret,
+            webhook_allow_private=settings.webhook_allow_private,
         )
         await worker.start()
     except BackendUnavailable as exc:
@@ -90,11 +95,17 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
+        secret = load_secret(api, dict(os.environ))
+    except ValueError as exc:
+        log.error("%s", exc, extra={"api": api.name})
+        print(f"api {api.name}: {exc}", file=sys.stderr)
+        return 2
+    try:
         handler = prepare_handler(api)
     except Exception:
         log.exception("handler failed to load; exiting", extra={"api": api.name})
         return 1
-    code = asyncio.run(serve(settings, api, handler))
+    code = asyncio.run(serve(settings, api, handler, secret))
     if any(t.name.startswith("handler-") and t.is_alive() for t in threading.enumerate()):
         # A sync handler still running past the grace period cannot be interrupted; its
         # message is already back in the queue, so leave without waiting for the thread.

@@ -23,6 +23,7 @@ from asyncgw.schema import (
     Status,
     now,
     result_key,
+    webhook_job,
 )
 from worker.handler import LoadedHandler, Output, classify, decode_payload
 
@@ -100,6 +101,10 @@ class Processor:
             await delivery.reject(requeue=False)
         elif record.status in TERMINAL:
             log.info("skipping message of a %s request", record.status.value, extra=context)
+            # The worker that ended it may have died before it scheduled the webhook.
+            outcome = (record.webhook or {}).get("outcome", "pending")
+            if record.webhook_url is not None and outcome == "pending":
+                await self.queue.publish(webhook_job(self.api.name, record.id))
             await delivery.ack()
         elif record.status is Status.IN_PROGRESS:
             log.warning("dropping a second message for a request already running", extra=context)
@@ -118,6 +123,7 @@ class Processor:
             if envelope.id in self.canceled:
                 self.canceled.discard(envelope.id)
                 log.info("canceled while running", extra=context)
+                await self._ended(envelope)
                 await delivery.ack()
                 return
             await self._hand_back(envelope, started_at, delivery)
@@ -136,7 +142,7 @@ class Processor:
             fields=fields,
         ):
             log.debug("completed", extra=context)
-            await self._notify(envelope)
+            await self._ended(envelope)
         else:
             log.info("record changed while running; result dropped", extra=context)
         await delivery.ack()
@@ -179,13 +185,16 @@ class Processor:
             started_at=started_at,
             fields={"completed_at": now(), "error": error},
         ):
-            await self._notify(envelope)
+            await self._ended(envelope)
         else:
             log.info("record changed while running; failure dropped", extra=context)
         await delivery.reject(requeue=False)
 
-    async def _notify(self, envelope: Envelope) -> None:
-        """Wake a client waiting with ``Prefer: wait``; best effort, the record is what counts."""
+    async def _ended(self, envelope: Envelope) -> None:
+        """The request reached a terminal status: schedule its webhook (durably, before the
+        message is settled) and wake a client waiting with ``Prefer: wait`` (best effort)."""
+        if envelope.webhook:
+            await self.queue.publish(webhook_job(envelope.api, envelope.id))
         if envelope.notify:
             with contextlib.suppress(BackendUnavailable):
                 await self.queue.signal("done", envelope.api, envelope.id)

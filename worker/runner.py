@@ -11,6 +11,7 @@ from asyncgw.backends import BlobStore, Consumer, Delivery, Queue, StatusStore
 from asyncgw.config import ApiConfig
 from worker.handler import LoadedHandler
 from worker.processing import Processor
+from worker.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Worker:
         blobs: BlobStore,
         slots: int | None = None,
         grace_period_s: float = 30.0,
+        webhook_secret: str | None = None,
+        webhook_allow_private: bool = False,
     ) -> None:
         self.api = api
         self.queue = queue
@@ -35,6 +38,13 @@ class Worker:
         self.grace_period_s = grace_period_s
         self.executor = ThreadPoolExecutor(self.slots, thread_name_prefix=f"handler-{api.name}")
         self.processor = Processor(api, handler, queue, store, blobs, self.executor)
+        self.webhooks = WebhookSender(
+            api,
+            queue=queue,
+            store=store,
+            secret=webhook_secret,
+            allow_private=webhook_allow_private,
+        )
         self._consumer: Consumer | None = None
         #: Running requests by id.
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -51,6 +61,7 @@ class Worker:
         """Declare the API's queue, listen for cancellations, start taking messages."""
         await self.queue.declare(self.api.name)
         await self.queue.on_signal(self._on_signal)
+        await self.webhooks.start()
         self._consumer = await self.queue.consume(self.api.name, self.slots, self._on_delivery)
         log.info("worker consuming with %d slots", self.slots, extra={"api": self.api.name})
 
@@ -106,4 +117,5 @@ class Worker:
                 log.info(
                     "requeued %d unfinished requests", len(pending), extra={"api": self.api.name}
                 )
+        await self.webhooks.stop(grace_s=min(self.grace_period_s, 5.0))
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from asyncgw.gateway import create_app
 from asyncgw.settings import DEFAULT_DATA_DIR, Settings
 from worker.cli import prepare_handler
 from worker.runner import Worker
+from worker.webhooks import load_secret
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ async def requeue_unfinished(settings: Settings, queue: Queue, store: StatusStor
 
 async def serve(settings: Settings, host: str, port: int) -> int:
     """Run until SIGINT/SIGTERM, then stop in order: intake, workers, backends."""
+    secrets = {api.name: load_secret(api, dict(os.environ)) for api in settings.apis}
     handlers = {api.name: prepare_handler(api) for api in settings.apis}
     backends = service.Backends.from_settings(settings)
     stop = asyncio.Event()
@@ -97,6 +100,8 @@ async def serve(settings: Settings, host: str, port: int) -> int:
             blobs=backends.blobs,
             slots=slots,
             grace_period_s=settings.grace_period_s,
+            webhook_secret=secrets[api.name],
+            webhook_allow_private=settings.webhook_allow_private,
         )
         await worker.start()
         workers.append(worker)

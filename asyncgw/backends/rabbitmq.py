@@ -36,6 +36,7 @@ HEADER_PAYLOAD_KEY = "x-asyncgw-payload-key"
 HEADER_CREATED_MS = "x-asyncgw-created-ms"
 HEADER_RESTORED = "x-asyncgw-restored"
 HEADER_NOTIFY = "x-asyncgw-notify"
+HEADER_WEBHOOK = "x-asyncgw-webhook"
 HEADER_KIND = "x-asyncgw-kind"
 SIGNALS_EXCHANGE = "asyncgw.signals"
 #: Seconds between attempts to reach a broker that went away.
@@ -78,6 +79,8 @@ def to_message(envelope: Envelope) -> aio_pika.Message:
         headers[HEADER_PAYLOAD_KEY] = envelope.payload_key
     if envelope.notify:
         headers[HEADER_NOTIFY] = True
+    if envelope.webhook:
+        headers[HEADER_WEBHOOK] = True
     return aio_pika.Message(
         body=envelope.payload or b"",
         content_type=envelope.content_type,
@@ -115,6 +118,7 @@ def from_message(message: AbstractIncomingMessage) -> Envelope:
         payload=None if key is not None else message.body,
         payload_key=key,
         notify=headers.get(HEADER_NOTIFY) is True,
+        webhook=headers.get(HEADER_WEBHOOK) is True,
     )
 
 

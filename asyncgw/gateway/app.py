@@ -95,6 +95,7 @@ def create_app(
             web.get("/{api}", routes.summary),
             web.get("/{api}/{id}", routes.status),
             web.delete("/{api}/{id}", routes.cancel),
+            web.post("/{api}/{id}/webhook", routes.redeliver_webhook),
             web.get("/{api}/{id}/result", routes.result),
         ]
     )

@@ -25,6 +25,7 @@ from asyncgw.schema import (
     now,
     record_view,
     result_key,
+    webhook_job,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,25 @@ async def cancel(request: web.Request) -> web.Response:
         return json_response(record_view(record))
     record = await _record(request, api)
     return error(409, f"request {record.id} is already {record.status.value}")
+
+
+async def redeliver_webhook(request: web.Request) -> web.Response:
+    """``POST /{api}/{id}/webhook``: deliver the ended request's webhook again, as a new
+    delivery (a new ``webhook-id``, attempts counted from zero)."""
+    api = api_of(request)
+    record = await _record(request, api)
+    if record.webhook_url is None:
+        return error(400, f"request {record.id} has no webhook URL")
+    if record.status not in TERMINAL:
+        return error(409, f"request {record.id} is {record.status.value}; webhooks follow its end")
+    delivery = int((record.webhook or {}).get("delivery", 0)) + 1
+    state = {"url": record.webhook_url, "delivery": delivery, "attempts": 0, "outcome": "pending"}
+    if not await request.app[STORE].transition(
+        record.id, [record.status], record.status, fields={"webhook": state}
+    ):
+        return error(409, f"request {record.id} changed; try again")
+    await request.app[QUEUE].publish(webhook_job(record.api, record.id))
+    return json_response({"id": record.id, "webhook": state}, status=202)
 
 
 async def status(request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ from asyncgw.gateway.context import (
     DEPTHS,
     QUEUE,
     RETRY_AFTER_S,
+    SETTINGS,
     STORE,
     WAITERS,
     api_of,
@@ -35,6 +36,7 @@ from asyncgw.schema import (
     payload_key,
     record_view,
 )
+from asyncgw.webhooks import UnsafeWebhookUrl, check_url
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,12 @@ async def submit(request: web.Request) -> web.Response:
     limit = api.max_payload_size_bytes
     if request.content_length is not None and request.content_length > limit:
         return _too_large(limit)
+    webhook_url = request.headers.get("X-Webhook-Url")
+    if webhook_url is not None:
+        try:
+            await check_url(webhook_url, allow_private=request.app[SETTINGS].webhook_allow_private)
+        except UnsafeWebhookUrl as exc:
+            return error(400, str(exc))
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
