@@ -96,19 +96,13 @@ def verify(
 
 
 def address_allowed(address: str) -> bool:
-    """Whether a resolved address is a public one (not loopback, private, link-local, multicast,
-    reserved or unspecified; IPv4-mapped IPv6 is judged by its IPv4 address)."""
+    """Whether a resolved address is a public one: globally routable (so not loopback, private,
+    shared, link-local — where cloud metadata lives — reserved or unspecified) and not multicast.
+    An IPv4-mapped IPv6 address is judged by its IPv4 address."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    return ip.is_global and not ip.is_multicast
 
 
 def check_url_syntax(url: str) -> tuple[str, int]:

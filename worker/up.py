@@ -19,6 +19,7 @@ from asyncgw import service
 from asyncgw.backends import Queue, StatusStore
 from asyncgw.errors import BackendUnavailable
 from asyncgw.gateway import create_app
+from asyncgw.schema import webhook_job
 from asyncgw.settings import DEFAULT_DATA_DIR, Settings
 from worker.cli import prepare_handler
 from worker.runner import Worker
@@ -50,8 +51,8 @@ def register(commands: Any) -> None:
 
 
 async def requeue_unfinished(settings: Settings, queue: Queue, store: StatusStore) -> int:
-    """Queue again every ``in_queue`` or ``in_progress`` request of a known API (for a queue
-    that does not keep messages itself); return how many."""
+    """Queue again every ``in_queue`` or ``in_progress`` request of a known API, and every
+    webhook still to deliver (for a queue that does not keep messages itself); return how many."""
     known = {api.name for api in settings.apis}
     count = 0
     async for record in store.unfinished():
@@ -63,6 +64,10 @@ async def requeue_unfinished(settings: Settings, queue: Queue, store: StatusStor
             continue
         await queue.restore(record.envelope())
         count += 1
+    async for record in store.undelivered_webhooks():
+        if record.api in known:
+            await queue.publish(webhook_job(record.api, record.id))
+            count += 1
     return count
 
 

@@ -148,6 +148,11 @@ class StatusStore(Protocol):
         """Every record ``in_queue`` or ``in_progress``, oldest first."""
         ...
 
+    def undelivered_webhooks(self) -> AsyncIterator[Record]:
+        """Every ended record with a webhook URL whose delivery has not reached an outcome
+        (not tried yet, or to be retried)."""
+        ...
+
 
 @dataclass(slots=True)
 class Blob:

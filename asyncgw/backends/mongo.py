@@ -16,7 +16,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 
 from asyncgw.backends.records import from_document, to_document
 from asyncgw.errors import BackendUnavailable, DuplicateRequest
-from asyncgw.schema import Record, Status
+from asyncgw.schema import TERMINAL, Record, Status
 
 log = logging.getLogger(__name__)
 
@@ -151,4 +151,14 @@ class MongoStore:
         query = {"status": {"$in": [Status.IN_QUEUE.value, Status.IN_PROGRESS.value]}}
         with _guard():
             async for doc in self._requests.find(query).sort("created_at", ASCENDING):
+                yield from_document(doc)
+
+    async def undelivered_webhooks(self) -> AsyncIterator[Record]:
+        query = {
+            "status": {"$in": [s.value for s in TERMINAL]},
+            "webhook_url": {"$exists": True},
+            "webhook.outcome": {"$in": [None, "pending"]},
+        }
+        with _guard():
+            async for doc in self._requests.find(query):
                 yield from_document(doc)

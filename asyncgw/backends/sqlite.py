@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from asyncgw.errors import BackendUnavailable, DuplicateRequest
-from asyncgw.schema import RECORD_FIELDS, Record, Status, now
+from asyncgw.schema import RECORD_FIELDS, TERMINAL, Record, Status, now
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -255,5 +255,17 @@ class SqliteStore:
                 (Status.IN_QUEUE.value, Status.IN_PROGRESS.value),
             ).fetchall()
         )
+        for row in rows:
+            yield _row_to_record(row)
+
+    async def undelivered_webhooks(self) -> AsyncIterator[Record]:
+        marks = ", ".join("?" for _ in TERMINAL)
+        sql = (
+            f"SELECT * FROM requests WHERE status IN ({marks})"
+            " AND json_extract(data, '$.webhook_url') IS NOT NULL"
+            " AND coalesce(json_extract(data, '$.webhook.outcome'), 'pending') = 'pending'"
+        )
+        params = [s.value for s in TERMINAL]
+        rows = await self._run(lambda db: db.execute(sql, params).fetchall())
         for row in rows:
             yield _row_to_record(row)

@@ -501,3 +501,19 @@ async def test_by_status_follows_transitions(store: StatusStore) -> None:
     assert await store.transition(r.id, [Status.IN_QUEUE], Status.FAILED)
     assert await store.by_status(API, Status.IN_QUEUE) == []
     assert [x.id for x in await store.by_status(API, Status.FAILED)] == [r.id]
+
+
+async def test_undelivered_webhooks_are_ended_records_without_an_outcome(
+    store: StatusStore,
+) -> None:
+    url = "https://example.com/hook"
+    never_tried = record(Status.COMPLETED, webhook_url=url)
+    retrying = record(Status.FAILED, webhook_url=url, webhook={"outcome": "pending"})
+    delivered = record(Status.COMPLETED, webhook_url=url, webhook={"outcome": "delivered"})
+    gone = record(Status.CANCELED, webhook_url=url, webhook={"outcome": "gone"})
+    running = record(Status.IN_PROGRESS, webhook_url=url)
+    no_hook = record(Status.COMPLETED)
+    for r in (never_tried, retrying, delivered, gone, running, no_hook):
+        await store.insert(r)
+    found = {r.id async for r in store.undelivered_webhooks()}
+    assert found == {never_tried.id, retrying.id}
