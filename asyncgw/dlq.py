@@ -58,9 +58,11 @@ def register(commands: Any) -> None:
 async def reset(store: StatusStore, envelope: Envelope) -> bool:
     """Put a failed request back to ``in_queue`` so that its message may run again: the one
     move out of a terminal status, made only by an operator."""
+    # An in_queue record with its message among the dead letters was stranded by a redrive
+    # whose publish failed: take it too.
     return await store.transition(
         envelope.id,
-        [Status.FAILED],
+        [Status.FAILED, Status.IN_QUEUE],
         Status.IN_QUEUE,
         fields={"completed_at": None, "error": None},
     )

@@ -145,8 +145,9 @@ class Record:
 RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(Record))
 
 
-def record_view(r: Record) -> dict[str, Any]:
-    """The record as ``GET /{api}/{id}`` shows it (SPEC §3): Cortex's fields plus asyncgw's."""
+def record_view(r: Record, endpoint: str | None = None) -> dict[str, Any]:
+    """The record as ``GET /{api}/{id}`` shows it (SPEC §3): Cortex's fields plus asyncgw's.
+    ``endpoint`` is the API's path segment when it is not the API's name."""
     view: dict[str, Any] = {
         "id": r.id,
         "api": r.api,
@@ -160,7 +161,7 @@ def record_view(r: Record) -> dict[str, Any]:
     if r.status is Status.COMPLETED:
         if r.result_json is not None:
             view["result"] = json.loads(r.result_json)
-        view["result_url"] = f"/{r.api}/{r.id}/result"
+        view["result_url"] = f"/{endpoint or r.api}/{r.id}/result"
     if r.error is not None:
         view["error"] = r.error
     if r.webhook is not None:

@@ -106,9 +106,13 @@ def run(args: argparse.Namespace) -> int:
         log.exception("handler failed to load; exiting", extra={"api": api.name})
         return 1
     code = asyncio.run(serve(settings, api, handler, secret))
+    exit_now_if_threads_stuck(code)
+    return code
+
+
+def exit_now_if_threads_stuck(code: int) -> None:
+    """A sync handler still running past the grace period cannot be interrupted, and Python
+    would wait for its thread at exit; its message is already back in the queue, so leave."""
     if any(t.name.startswith("handler-") and t.is_alive() for t in threading.enumerate()):
-        # A sync handler still running past the grace period cannot be interrupted; its
-        # message is already back in the queue, so leave without waiting for the thread.
         logging.shutdown()
         os._exit(code)
-    return code

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncgw.backends import BlobStore, Delivery, Queue, StatusStore
 from asyncgw.config import ApiConfig
@@ -28,9 +30,13 @@ from asyncgw.schema import (
 from worker.handler import LoadedHandler, Output, classify, decode_payload
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-#: Pause before handing back a message whose processing hit an unreachable backend.
-BACKEND_RETRY_DELAY_S = 1.0
+#: First pause before trying an unreachable backend again; it doubles up to the maximum.
+BACKEND_RETRY_DELAY_S = 0.5
+BACKEND_RETRY_MAX_DELAY_S = 15.0
+#: Payloads and results larger than this are decoded and encoded in a thread.
+OFF_LOOP_BYTES = 1 << 20
 
 
 class HandlerTimeout(Exception):
@@ -44,6 +50,23 @@ def error_of(exc: BaseException, timeout_s: float) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
+class _Settled:
+    """A delivery that remembers whether it was settled, so that whatever happens, processing
+    never ends with a message nobody will settle (it would hold a slot forever)."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.inner = delivery
+        self.done = False
+
+    async def ack(self) -> None:
+        self.done = True
+        await self.inner.ack()
+
+    async def reject(self, *, requeue: bool) -> None:
+        self.done = True
+        await self.inner.reject(requeue=requeue)
+
+
 @dataclass
 class Processor:
     """Everything one API's messages are processed with."""
@@ -53,38 +76,76 @@ class Processor:
     queue: Queue
     store: StatusStore
     blobs: BlobStore
-    executor: Executor
+    executor: ThreadPoolExecutor
     #: Ids of running requests whose cancellation was asked for (their tasks get cancelled).
     canceled: set[str] = field(default_factory=set)
+    #: Ids of requests whose handler (or result upload) is running: only these can be cancelled.
+    cancellable: set[str] = field(default_factory=set)
 
     async def process(self, delivery: Delivery) -> None:
-        """Process one message to the end; ``asyncio.CancelledError`` passes through (the caller
-        hands the request back)."""
+        """Process one message to the end. On cancellation (the worker is stopping) the request
+        is handed back and ``CancelledError`` passes through."""
+        settled = _Settled(delivery)
         envelope = delivery.envelope
         if envelope is None or envelope.api != self.api.name:
             why = delivery.problem or f"message belongs to api {envelope and envelope.api}"
             log.error("dead-lettering undecodable message: %s", why, extra={"api": self.api.name})
-            await delivery.reject(requeue=False)
+            await settled.reject(requeue=False)
             return
-        context = {"api": self.api.name, "request_id": envelope.id}
         try:
-            started_at = await self._claim(envelope, delivery)
+            started_at = await self._retrying(lambda: self._claim(envelope, settled))
             if started_at is not None:
-                await self._attempt(envelope, started_at, delivery)
-        except BackendUnavailable as exc:
-            log.warning("backend unavailable, handing the message back: %s", exc, extra=context)
-            await asyncio.sleep(BACKEND_RETRY_DELAY_S)
-            with contextlib.suppress(Exception):
-                await delivery.reject(requeue=True)
+                await self._attempt(envelope, started_at, settled)
+        finally:
+            if not settled.done:
+                # Cancelled or crashed outside the handler: give the message back.
+                with contextlib.suppress(Exception):
+                    await delivery.reject(requeue=True)
 
-    async def _claim(self, envelope: Envelope, delivery: Delivery) -> datetime | None:
+    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run ``step`` until no backend is unavailable, holding the message meanwhile (a requeue
+        would count as a delivery, and brokers dead-letter messages delivered too often)."""
+        delay = BACKEND_RETRY_DELAY_S
+        while True:
+            try:
+                return await step()
+            except BackendUnavailable as exc:
+                log.warning("%s; trying again in %.1fs", exc, delay, extra={"api": self.api.name})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKEND_RETRY_MAX_DELAY_S)
+
+    async def _move(
+        self, envelope: Envelope, started_at: datetime, target: Status, fields: dict[str, Any]
+    ) -> bool:
+        """Move this attempt's record from ``in_progress`` to ``target``, retrying while the
+        store is unreachable; whether it moved. An update that went through although its answer
+        was lost counts as moved (the record then shows this attempt in ``target``)."""
+        first = True
+
+        async def step() -> bool:
+            nonlocal first
+            retried, first = not first, False
+            if await self.store.transition(
+                envelope.id, [Status.IN_PROGRESS], target, started_at=started_at, fields=fields
+            ):
+                return True
+            if not retried:
+                return False
+            record = await self.store.get(envelope.id)
+            return (
+                record is not None and record.status is target and (record.started_at == started_at)
+            )
+
+        return await self._retrying(step)
+
+    async def _claim(self, envelope: Envelope, delivery: _Settled) -> datetime | None:
         """Move the record to ``in_progress``, counting the attempt, and return the attempt's
         start time, which later updates name so that only this attempt can finish the request.
         A redelivered message may take over a record left ``in_progress`` by a worker that died;
         a fresh one may not. Settle the message and return ``None`` when there is nothing to do."""
         started_at = now()
         expected = [Status.IN_QUEUE]
-        if delivery.redelivered:
+        if delivery.inner.redelivered:
             expected.append(Status.IN_PROGRESS)
         if await self.store.transition(
             envelope.id,
@@ -105,7 +166,10 @@ class Processor:
             outcome = (record.webhook or {}).get("outcome", "pending")
             if record.webhook_url is not None and outcome == "pending":
                 await self.queue.publish(webhook_job(self.api.name, record.id))
-            await delivery.ack()
+            if record.status is Status.FAILED:
+                await delivery.reject(requeue=False)  # failed requests' messages are dead letters
+            else:
+                await delivery.ack()
         elif record.status is Status.IN_PROGRESS:
             log.warning("dropping a second message for a request already running", extra=context)
             await delivery.ack()
@@ -113,42 +177,40 @@ class Processor:
             await delivery.reject(requeue=True)
         return None
 
-    async def _attempt(self, envelope: Envelope, started_at: datetime, delivery: Delivery) -> None:
+    async def _attempt(self, envelope: Envelope, started_at: datetime, delivery: _Settled) -> None:
         context = {"api": self.api.name, "request_id": envelope.id}
         timeout_s = self.api.handler.timeout_s
+        self.cancellable.add(envelope.id)
         try:
             output = await self._run(envelope, timeout_s)
-            fields = await self._store_result(envelope, output, timeout_s)
+            fields = await self._retrying(lambda: self._store_result(envelope, output, timeout_s))
         except asyncio.CancelledError:
             if envelope.id in self.canceled:
                 self.canceled.discard(envelope.id)
                 log.info("canceled while running", extra=context)
-                await self._ended(envelope)
+                await self._retrying(lambda: self._ended(envelope))
                 await delivery.ack()
                 return
             await self._hand_back(envelope, started_at, delivery)
             raise
-        except BackendUnavailable:
-            raise
         except Exception as exc:
-            await self._failed(envelope, started_at, delivery, error_of(exc, timeout_s))
+            self.cancellable.discard(envelope.id)
+            error = error_of(exc, timeout_s)
+            await self._failed(envelope, started_at, delivery, error)
             return
+        finally:
+            self.cancellable.discard(envelope.id)
         fields.update(completed_at=now(), error=None)
-        if await self.store.transition(
-            envelope.id,
-            [Status.IN_PROGRESS],
-            Status.COMPLETED,
-            started_at=started_at,
-            fields=fields,
-        ):
+        # Each step is retried on its own: a move that went through is never tried twice.
+        if await self._move(envelope, started_at, Status.COMPLETED, fields):
             log.debug("completed", extra=context)
-            await self._ended(envelope)
+            await self._retrying(lambda: self._ended(envelope))
         else:
             log.info("record changed while running; result dropped", extra=context)
         await delivery.ack()
 
     async def _failed(
-        self, envelope: Envelope, started_at: datetime, delivery: Delivery, error: dict[str, str]
+        self, envelope: Envelope, started_at: datetime, delivery: _Settled, error: dict[str, str]
     ) -> None:
         """Retry the request later or fail it for good."""
         context: dict[str, Any] = {
@@ -156,19 +218,13 @@ class Processor:
             "request_id": envelope.id,
             "error_type": error["type"],
         }
-        record = await self.store.get(envelope.id)
+        record = await self._retrying(lambda: self.store.get(envelope.id))
         attempts = record.attempts if record is not None else 1
         outcome = decide(error["type"], attempts, self.api.handler.retries)
         if outcome is Outcome.RETRY:
             delay_s = retry_delay_s(attempts, self.api.handler.retry_backoff_s)
-            if await self.store.transition(
-                envelope.id,
-                [Status.IN_PROGRESS],
-                Status.IN_QUEUE,
-                started_at=started_at,
-                fields={"error": error},
-            ):
-                await self.queue.publish(envelope, delay_s=delay_s)
+            if await self._move(envelope, started_at, Status.IN_QUEUE, {"error": error}):
+                await self._retrying(lambda: self.queue.publish(envelope, delay_s=delay_s))
                 log.info(
                     "attempt %d failed; retrying in %.1fs",
                     attempts,
@@ -178,14 +234,9 @@ class Processor:
             await delivery.ack()
             return
         log.warning("request failed after %d attempts", attempts, extra=context)
-        if await self.store.transition(
-            envelope.id,
-            [Status.IN_PROGRESS],
-            Status.FAILED,
-            started_at=started_at,
-            fields={"completed_at": now(), "error": error},
-        ):
-            await self._ended(envelope)
+        fields = {"completed_at": now(), "error": error}
+        if await self._move(envelope, started_at, Status.FAILED, fields):
+            await self._retrying(lambda: self._ended(envelope))
         else:
             log.info("record changed while running; failure dropped", extra=context)
         await delivery.reject(requeue=False)
@@ -203,14 +254,37 @@ class Processor:
         """Fetch and decode the payload, call the handler under its timeout, classify the result."""
         body = envelope.payload
         if body is None:
-            body = await self.blobs.read(envelope.payload_key or "")
-        payload = decode_payload(body, envelope.content_type)
+            key = envelope.payload_key or ""
+            body = await self._retrying(lambda: self.blobs.read(key))
+        if len(body) > OFF_LOOP_BYTES:
+            payload = await asyncio.to_thread(decode_payload, body, envelope.content_type)
+        else:
+            payload = decode_payload(body, envelope.content_type)
         try:
             async with asyncio.timeout(timeout_s):
                 value = await self.handler.call(payload, envelope.id, self.executor)
+                if inspect.isawaitable(value):  # an async handler behind a plain decorator
+                    value = await value
         except TimeoutError:
+            if not self.handler.is_async:
+                self._replace_executor()
             raise HandlerTimeout() from None
+        if isinstance(value, dict | list) and len(body) > OFF_LOOP_BYTES:
+            return await asyncio.to_thread(classify, value, self.executor)
         return classify(value, self.executor)
+
+    def _replace_executor(self) -> None:
+        """A sync handler that timed out still occupies its thread, which cannot be stopped:
+        give later requests fresh threads instead of queueing them behind it."""
+        log.warning(
+            "a sync handler ran past its timeout and keeps its thread; using new threads",
+            extra={"api": self.api.name},
+        )
+        old = self.executor
+        self.executor = ThreadPoolExecutor(
+            old._max_workers, thread_name_prefix=f"handler-{self.api.name}"
+        )
+        old.shutdown(wait=False, cancel_futures=True)
 
     async def _store_result(
         self, envelope: Envelope, output: Output, timeout_s: float
@@ -235,7 +309,7 @@ class Processor:
         return {"result_content_type": output.content_type, "result_size": size}
 
     async def _hand_back(
-        self, envelope: Envelope, started_at: datetime, delivery: Delivery
+        self, envelope: Envelope, started_at: datetime, delivery: _Settled
     ) -> None:
         """Return an unfinished request to the queue (the worker is stopping)."""
         with contextlib.suppress(BackendUnavailable):

@@ -69,7 +69,8 @@ class Worker:
         if kind != "cancel" or api != self.api.name:
             return
         task = self._tasks.get(request_id)
-        if task is not None and not task.done():
+        # Only a running handler is interrupted; elsewhere the record's status already decides.
+        if task is not None and not task.done() and request_id in self.processor.cancellable:
             log.info("cancelling", extra={"api": api, "request_id": request_id})
             self.processor.canceled.add(request_id)
             task.cancel()
@@ -118,4 +119,4 @@ class Worker:
                     "requeued %d unfinished requests", len(pending), extra={"api": self.api.name}
                 )
         await self.webhooks.stop(grace_s=min(self.grace_period_s, 5.0))
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.processor.executor.shutdown(wait=False, cancel_futures=True)

@@ -21,7 +21,7 @@ from asyncgw.errors import BackendUnavailable
 from asyncgw.gateway import create_app
 from asyncgw.schema import webhook_job
 from asyncgw.settings import DEFAULT_DATA_DIR, Settings
-from worker.cli import prepare_handler
+from worker.cli import exit_now_if_threads_stuck, prepare_handler
 from worker.runner import Worker
 from worker.webhooks import load_secret
 
@@ -158,8 +158,10 @@ def _banner(settings: Settings, host: str, port: int) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = service.load("up", args, data_dir=args.data_dir)
     try:
-        return asyncio.run(serve(settings, args.host, args.port))
+        code = asyncio.run(serve(settings, args.host, args.port))
     except Exception:
         log.exception("asyncgw up failed")
         print("asyncgw up failed; see the log above", file=sys.stderr)
         return 1
+    exit_now_if_threads_stuck(code)
+    return code

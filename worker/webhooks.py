@@ -193,7 +193,7 @@ class WebhookSender:
             await webhooks.check_url(url, allow_private=self.allow_private)
         except webhooks.UnresolvedWebhookHost as exc:
             return None, str(exc)
-        view = record_view(record)
+        view = record_view(record, self.api.endpoint)
         view.pop("webhook", None)
         body = json.dumps(view).encode()
         message_id = f"msg_{record.id}_{state['delivery']}"

@@ -144,6 +144,14 @@ class StatusStore(Protocol):
         """Number of records of the API by status."""
         ...
 
+    async def count(self, api: str, status: Status) -> int:
+        """Number of records of the API with the status."""
+        ...
+
+    async def oldest(self, api: str, status: Status) -> datetime | None:
+        """``created_at`` of the API's oldest record with the status."""
+        ...
+
     def unfinished(self) -> AsyncIterator[Record]:
         """Every record ``in_queue`` or ``in_progress``, oldest first."""
         ...

@@ -17,6 +17,9 @@ from asyncgw.schema import Envelope
 
 log = logging.getLogger(__name__)
 
+#: Dead letters kept per API; older ones are dropped (their records stay failed).
+MAX_DEAD = 10_000
+
 
 @dataclass(slots=True)
 class _Message:
@@ -53,6 +56,7 @@ class _MemoryDelivery:
             channel.ready.appendleft(self._message)
         else:
             channel.dead.append(self._message)
+            del channel.dead[:-MAX_DEAD]  # failed records, not this list, are what lasts
         channel.dispatch()
 
 

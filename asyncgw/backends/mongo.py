@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient
@@ -64,7 +64,10 @@ class MongoStore:
 
     async def open(self) -> None:
         with _guard():
-            await self._requests.create_index([("api", ASCENDING), ("status", ASCENDING)])
+            # (api, status) queries use its prefix; created_at orders the backlog.
+            await self._requests.create_index(
+                [("api", ASCENDING), ("status", ASCENDING), ("created_at", ASCENDING)]
+            )
             await self._requests.create_index("expires_at", expireAfterSeconds=0)
             await self._requests.create_index(
                 [("api", ASCENDING), ("idempotency_key", ASCENDING)],
@@ -146,6 +149,22 @@ class MongoStore:
             async for row in await self._requests.aggregate(pipeline):
                 result[Status(row["_id"])] = int(row["n"])
         return result
+
+    async def count(self, api: str, status: Status) -> int:
+        with _guard():
+            return await self._requests.count_documents({"api": api, "status": status.value})
+
+    async def oldest(self, api: str, status: Status) -> datetime | None:
+        with _guard():
+            doc = await self._requests.find_one(
+                {"api": api, "status": status.value},
+                projection={"created_at": True},
+                sort=[("created_at", ASCENDING)],
+            )
+        if doc is None:
+            return None
+        created: datetime = doc["created_at"]
+        return created if created.tzinfo else created.replace(tzinfo=UTC)
 
     async def unfinished(self) -> AsyncIterator[Record]:
         query = {"status": {"$in": [Status.IN_QUEUE.value, Status.IN_PROGRESS.value]}}

@@ -186,6 +186,8 @@ class S3Blobs:
             "Filter": {"Prefix": prefix},
             "Status": "Enabled",
             "Expiration": {"Days": days},
+            # Uploads a crashed gateway or worker left unfinished would otherwise cost forever.
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
         }
         try:
             try:

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS requests (
     payload BLOB,
     data TEXT NOT NULL DEFAULT '{}'
 );
-CREATE INDEX IF NOT EXISTS requests_api_status ON requests (api, status);
+CREATE INDEX IF NOT EXISTS requests_api_status ON requests (api, status, created_at);
 CREATE INDEX IF NOT EXISTS requests_expires_at ON requests (expires_at);
 CREATE UNIQUE INDEX IF NOT EXISTS requests_api_idempotency_key
     ON requests (api, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -247,6 +247,23 @@ class SqliteStore:
         for row in rows:
             result[Status(row["status"])] = int(row["n"])
         return result
+
+    async def count(self, api: str, status: Status) -> int:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT COUNT(*) FROM requests WHERE api = ? AND status = ?", (api, status.value)
+            ).fetchone()
+        )
+        return int(row[0])
+
+    async def oldest(self, api: str, status: Status) -> datetime | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT MIN(created_at) FROM requests WHERE api = ? AND status = ?",
+                (api, status.value),
+            ).fetchone()
+        )
+        return _decode_time(row[0])
 
     async def unfinished(self) -> AsyncIterator[Record]:
         rows = await self._run(

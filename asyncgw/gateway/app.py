@@ -38,13 +38,18 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except BackendUnavailable as exc:
+        # The details (hosts, buckets) go to the log, not to clients.
         log.warning("answering 503: %s", exc)
-        return error(503, str(exc), {"Retry-After": str(RETRY_AFTER_S)})
+        message = f"{exc.backend} unavailable, try again later"
+        return error(503, message, {"Retry-After": str(RETRY_AFTER_S)})
     except web.HTTPException as exc:
         if exc.content_type == "application/json":
             raise
         kept = {k: v for k, v in exc.headers.items() if k in {"Allow", "Retry-After"}}
         return error(exc.status, exc.reason, kept)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return error(500, "internal error")
 
 
 def _backends(

@@ -46,7 +46,8 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             await backend.ping()
         except BackendUnavailable as exc:
-            problems.append(str(exc))
+            log.warning("not ready: %s", exc)
+            problems.append(f"{exc.backend} unavailable")
     if problems:
         return error(503, "; ".join(problems))
     return json_response({"status": "ready"})
@@ -83,7 +84,7 @@ async def cancel(request: web.Request) -> web.Response:
             except BackendUnavailable as exc:
                 log.warning("could not signal %s: %s", kind, exc, extra=context)
         record = await _record(request, api)
-        return json_response(record_view(record))
+        return json_response(record_view(record, api.endpoint))
     record = await _record(request, api)
     return error(409, f"request {record.id} is already {record.status.value}")
 
@@ -109,8 +110,9 @@ async def redeliver_webhook(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """``GET /{api}/{id}``: the record."""
-    record = await _record(request, api_of(request))
-    return json_response(record_view(record))
+    api = api_of(request)
+    record = await _record(request, api)
+    return json_response(record_view(record, api.endpoint))
 
 
 def _byte_range(header: str | None) -> tuple[int, int | None] | None:

@@ -77,8 +77,8 @@ def _too_large(limit: int) -> web.Response:
     return error(413, f"payload is larger than the limit of {limit} bytes")
 
 
-def _existing(record: Record) -> web.Response:
-    return json_response(record_view(record), status=200)
+def _existing(record: Record, api: ApiConfig) -> web.Response:
+    return json_response(record_view(record, api.endpoint), status=200)
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -99,7 +99,7 @@ async def submit(request: web.Request) -> web.Response:
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             return error(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
         if (known := await store.find_idempotent(api.name, idempotency_key)) is not None:
-            return _existing(known)
+            return _existing(known, api)
     if api.max_queue_length and await request.app[DEPTHS].get(api.name) >= api.max_queue_length:
         return error(
             429,
@@ -133,7 +133,7 @@ async def submit(request: web.Request) -> web.Response:
             known = await store.find_idempotent(api.name, idempotency_key)
         if known is None:
             raise
-        return _existing(known)
+        return _existing(known, api)
     return await _enqueue(request, api, record, head if key is None else None)
 
 
@@ -183,9 +183,11 @@ async def _enqueue(
         if future is not None:
             headers["Preference-Applied"] = f"wait={wait_s}"
             if await waiters.wait(future, wait_s):
-                done = await request.app[STORE].get(record.id)
-                if done is not None and done.status in TERMINAL:
-                    return json_response(record_view(done), status=200, headers=headers)
+                with contextlib.suppress(BackendUnavailable):  # it is queued: 202 stays true
+                    done = await request.app[STORE].get(record.id)
+                    if done is not None and done.status in TERMINAL:
+                        view = record_view(done, api.endpoint)
+                        return json_response(view, status=200, headers=headers)
         return json_response(
             {"id": record.id, "status": Status.IN_QUEUE.value}, status=202, headers=headers
         )
@@ -204,6 +206,8 @@ async def _abandon(request: web.Request, record: Record, exc: BackendUnavailable
             fields={
                 "completed_at": now(),
                 "error": {"type": "QueueUnavailable", "message": str(exc)},
+                # The client was told 503: a retry with the same key must create the request.
+                "idempotency_key": None,
             },
         )
     except BackendUnavailable:

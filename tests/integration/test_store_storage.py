@@ -44,7 +44,7 @@ async def test_mongodb_creates_the_indexes_idempotently(mongo_url: str) -> None:
             tuple(spec["key"].items()): spec
             async for spec in await client[database]["requests"].list_indexes()
         }
-        assert (("api", 1), ("status", 1)) in indexes
+        assert (("api", 1), ("status", 1), ("created_at", 1)) in indexes
         ttl = indexes[(("expires_at", 1),)]
         assert ttl["expireAfterSeconds"] == 0
         unique = indexes[(("api", 1), ("idempotency_key", 1))]
@@ -68,7 +68,7 @@ async def test_sqlite_creates_the_indexes(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         db.close()
-    assert indexes["requests_api_status"] == ["api", "status"]
+    assert indexes["requests_api_status"] == ["api", "status", "created_at"]
     assert indexes["requests_expires_at"] == ["expires_at"]
     assert indexes["requests_api_idempotency_key"] == ["api", "idempotency_key"]
 
