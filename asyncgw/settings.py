@@ -38,6 +38,12 @@ class Settings:
     log_level: str = "INFO"
     #: ``ASYNCGW_WEBHOOK_ALLOW_PRIVATE=1``: webhooks may target loopback and private networks.
     webhook_allow_private: bool = False
+    #: ``ASYNCGW_NAMESPACE``: where the scaler finds the worker Deployments.
+    namespace: str = "default"
+    #: ``ASYNCGW_SCALER_TARGET``: ``kubernetes`` (``asyncgw scaler``) or ``local`` (``up``).
+    scaler_target: str = "kubernetes"
+    #: ``ASYNCGW_SCALER_INTERVAL``: time between autoscaling ticks.
+    scaler_interval_s: float = 10.0
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def api(self, name: str) -> ApiConfig:
@@ -67,6 +73,14 @@ class Settings:
             grace = parse_duration(env.get("ASYNCGW_GRACE_PERIOD", "30s"))
         except ValueError as exc:
             problems.append(f"ASYNCGW_GRACE_PERIOD: {exc}")
+        interval = 10.0
+        try:
+            interval = parse_duration(env.get("ASYNCGW_SCALER_INTERVAL", "10s"))
+        except ValueError as exc:
+            problems.append(f"ASYNCGW_SCALER_INTERVAL: {exc}")
+        target = env.get("ASYNCGW_SCALER_TARGET", "kubernetes")
+        if target not in {"kubernetes", "local"}:
+            problems.append(f"ASYNCGW_SCALER_TARGET: expected kubernetes or local, got {target}")
         level = env.get("ASYNCGW_LOG_LEVEL", "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             problems.append(
@@ -88,5 +102,8 @@ class Settings:
             grace_period_s=grace,
             log_level=level,
             webhook_allow_private=env.get("ASYNCGW_WEBHOOK_ALLOW_PRIVATE", "") in {"1", "true"},
+            namespace=env.get("ASYNCGW_NAMESPACE", "default"),
+            scaler_target=target,
+            scaler_interval_s=interval,
             env=env,
         )

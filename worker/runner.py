@@ -46,6 +46,7 @@ class Worker:
             allow_private=webhook_allow_private,
         )
         self._consumer: Consumer | None = None
+        self._signals: Consumer | None = None
         #: Running requests by id.
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._anonymous: set[asyncio.Task[None]] = set()
@@ -60,7 +61,7 @@ class Worker:
     async def start(self) -> None:
         """Declare the API's queue, listen for cancellations, start taking messages."""
         await self.queue.declare(self.api.name)
-        await self.queue.on_signal(self._on_signal)
+        self._signals = await self.queue.on_signal(self._on_signal)
         await self.webhooks.start()
         self._consumer = await self.queue.consume(self.api.name, self.slots, self._on_delivery)
         log.info("worker consuming with %d slots", self.slots, extra={"api": self.api.name})
@@ -119,4 +120,7 @@ class Worker:
                     "requeued %d unfinished requests", len(pending), extra={"api": self.api.name}
                 )
         await self.webhooks.stop(grace_s=min(self.grace_period_s, 5.0))
+        for subscription in (self._consumer, self._signals):
+            if subscription is not None:
+                await subscription.close()
         self.processor.executor.shutdown(wait=False, cancel_futures=True)

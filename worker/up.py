@@ -16,12 +16,16 @@ from typing import Any
 from aiohttp import web
 
 from asyncgw import service
+from asyncgw.autoscaling import Autoscaler
+from asyncgw.autoscaling.autoscaler import export_metrics
 from asyncgw.backends import Queue, StatusStore
+from asyncgw.config import ApiConfig
 from asyncgw.errors import BackendUnavailable
 from asyncgw.gateway import create_app
 from asyncgw.schema import webhook_job
 from asyncgw.settings import DEFAULT_DATA_DIR, Settings
 from worker.cli import exit_now_if_threads_stuck, prepare_handler
+from worker.pool import WorkerPools
 from worker.runner import Worker
 from worker.webhooks import load_secret
 
@@ -91,31 +95,44 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         log.error("cannot start: %s", exc)
         await backends.close()
         return 1
-    workers = []
-    for api in settings.apis:
-        slots = api.init_replicas * api.handler.max_concurrency
-        if slots == 0:
-            log.info("api has 0 replicas; its requests wait in the queue", extra={"api": api.name})
-            continue
-        worker = Worker(
+
+    def make(api: ApiConfig) -> Worker:
+        return Worker(
             api,
             handlers[api.name],
             queue=backends.queue,
             store=backends.store,
             blobs=backends.blobs,
-            slots=slots,
             grace_period_s=settings.grace_period_s,
             webhook_secret=secrets[api.name],
             webhook_allow_private=settings.webhook_allow_private,
         )
-        await worker.start()
-        workers.append(worker)
+
+    pools = WorkerPools(make)
+    for api in settings.apis:
+        await pools.scale(api, api.init_replicas)
+    autoscaler = Autoscaler(
+        settings.apis,
+        pools,
+        backends.queue,
+        backends.store,
+        interval_s=settings.scaler_interval_s,
+        observer=export_metrics,
+    )
+    autoscaler.start()
+    by_name = {api.name: api for api in settings.apis}
+
+    async def replicas(name: str) -> dict[str, int | None]:
+        current = await pools.replicas(by_name[name])
+        return {"desired": autoscaler.desired.get(name, current), "current": current}
+
     app = create_app(
         settings,
         queue=backends.queue,
         store=backends.store,
         blobs=backends.blobs,
         manage_backends=False,
+        replicas=replicas,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -125,7 +142,8 @@ async def serve(settings: Settings, host: str, port: int) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", host, port, exc.strerror)
         await runner.cleanup()
-        await asyncio.gather(*(w.stop() for w in workers))
+        await autoscaler.stop()
+        await pools.stop()
         await backends.close()
         return 1
     _banner(settings, host, port)
@@ -134,7 +152,8 @@ async def serve(settings: Settings, host: str, port: int) -> int:
         loop.remove_signal_handler(sig)
     log.info("stop signal received; shutting down")
     await site.stop()
-    await asyncio.gather(*(w.stop() for w in workers))
+    await autoscaler.stop()
+    await pools.stop()
     await runner.cleanup()
     await backends.close()
     log.info("stopped")

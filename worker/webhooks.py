@@ -108,6 +108,8 @@ class WebhookSender:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.close()
         if self._http is not None:
             await self._http.close()
 

@@ -96,6 +96,8 @@ class Autoscaler:
         start = clock()
         self._states = {api.name: _State(started_at=start) for api in self.apis}
         self._task: asyncio.Task[None] | None = None
+        #: The replicas last requested per API.
+        self.desired: dict[str, int] = {}
 
     async def tick(self) -> None:
         """One round over every API."""
@@ -155,6 +157,7 @@ class Autoscaler:
                 decision.raw,
                 extra=context,
             )
+        self.desired[api.name] = decision.replicas
         self._observe(api.name, reading, current, decision.replicas)
         return decision.replicas
 
@@ -180,3 +183,21 @@ class Autoscaler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def export_metrics(
+    api: str, reading: Sample | None, current: int | None, desired: int | None
+) -> None:
+    """An ``Observer`` that publishes each tick as the scaler's Prometheus gauges."""
+    from asyncgw import metrics
+
+    metrics.SCALER_METRICS_UP.labels(api).set(0 if reading is None or current is None else 1)
+    if reading is not None:
+        metrics.QUEUE_MESSAGES.labels(api, "ready").set(reading.ready)
+        metrics.QUEUE_MESSAGES.labels(api, "unacked").set(reading.in_progress)
+        metrics.IN_FLIGHT.labels(api).set(reading.in_flight)
+        metrics.OLDEST_AGE.labels(api).set(reading.oldest_age_s)
+    if current is not None:
+        metrics.REPLICAS.labels(api, "current").set(current)
+    if desired is not None:
+        metrics.REPLICAS.labels(api, "desired").set(desired)

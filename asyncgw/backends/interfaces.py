@@ -32,6 +32,11 @@ class Consumer(Protocol):
 
     async def cancel(self) -> None: ...
 
+    async def close(self) -> None:
+        """Release what the subscription holds, once its deliveries are settled (unsettled ones
+        go back to the queue)."""
+        ...
+
 
 class Queue(Protocol):
     """A durable work queue per API with a dead-letter queue beside it."""
@@ -67,8 +72,8 @@ class Queue(Protocol):
         ``done``. Best effort and not persisted: a subscriber that is down misses it."""
         ...
 
-    async def on_signal(self, callback: Callable[[str, str, str], None]) -> None:
-        """Call ``callback(kind, api, request_id)`` for every signal from now on."""
+    async def on_signal(self, callback: Callable[[str, str, str], None]) -> Consumer:
+        """Call ``callback(kind, api, request_id)`` for every signal until cancelled."""
         ...
 
     async def dead(self, api: str, limit: int = 1000) -> list[Envelope]:

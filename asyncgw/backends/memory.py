@@ -73,6 +73,9 @@ class _MemoryConsumer:
         if self in self.channel.consumers:
             self.channel.consumers.remove(self)
 
+    async def close(self) -> None:
+        await self.cancel()
+
 
 @dataclass(eq=False)
 class _Channel:
@@ -98,6 +101,19 @@ class _Channel:
             )
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+
+@dataclass(eq=False)
+class _Listener:
+    listeners: list[Callable[[str, str, str], None]]
+    callback: Callable[[str, str, str], None]
+
+    async def cancel(self) -> None:
+        if self.callback in self.listeners:
+            self.listeners.remove(self.callback)
+
+    async def close(self) -> None:
+        await self.cancel()
 
 
 async def _deliver(consumer: _MemoryConsumer, delivery: _MemoryDelivery) -> None:
@@ -166,8 +182,9 @@ class MemoryQueue:
         for listener in list(self._listeners):
             listener(kind, api, request_id)
 
-    async def on_signal(self, callback: Callable[[str, str, str], None]) -> None:
+    async def on_signal(self, callback: Callable[[str, str, str], None]) -> Consumer:
         self._listeners.append(callback)
+        return _Listener(self._listeners, callback)
 
     async def dead(self, api: str, limit: int = 1000) -> list[Envelope]:
         return [m.envelope for m in self._channel(api).dead[:limit]]

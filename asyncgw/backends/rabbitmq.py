@@ -159,16 +159,31 @@ class _RabbitDelivery:
 
 
 class _RabbitConsumer:
-    def __init__(self, channel: AbstractRobustChannel, queue: AbstractQueue, tag: str) -> None:
+    def __init__(
+        self,
+        channel: AbstractRobustChannel,
+        queue: AbstractQueue,
+        tag: str,
+        channels: list[AbstractRobustChannel],
+    ) -> None:
         self._channel = channel
         self._queue = queue
         self._tag = tag
+        self._channels = channels
 
     async def cancel(self) -> None:
+        """Stop deliveries; the channel stays open for settling the messages held."""
         try:
             await self._queue.cancel(self._tag)
         except _ERRORS as exc:
             log.warning("cancelling consumer %s failed: %s", self._tag, exc)
+
+    async def close(self) -> None:
+        await self.cancel()
+        if self._channel in self._channels:
+            self._channels.remove(self._channel)
+        with contextlib.suppress(*_ERRORS):
+            await self._channel.close()
 
 
 class RabbitQueue:
@@ -293,7 +308,7 @@ class RabbitQueue:
         except _ERRORS as exc:
             raise BackendUnavailable("rabbitmq", str(exc) or type(exc).__name__) from exc
 
-    async def on_signal(self, callback: Callable[[str, str, str], None]) -> None:
+    async def on_signal(self, callback: Callable[[str, str, str], None]) -> Consumer:
         if self._connection is None:
             raise BackendUnavailable("rabbitmq", "queue is not open")
         channel = await self._connection.channel(publisher_confirms=False)
@@ -310,7 +325,8 @@ class RabbitQueue:
             if isinstance(kind, str) and isinstance(api, str):
                 callback(kind, api, message.body.decode(errors="replace"))
 
-        await queue.consume(on_message, no_ack=True)
+        tag = await queue.consume(on_message, no_ack=True)
+        return _RabbitConsumer(channel, queue, tag, self._consumer_channels)
 
     async def dead(self, api: str, limit: int = 1000) -> list[Envelope]:
         found: list[Envelope] = []
@@ -388,7 +404,7 @@ class RabbitQueue:
             await callback(_RabbitDelivery(message))
 
         tag = await queue.consume(on_message)
-        return _RabbitConsumer(channel, queue, tag)
+        return _RabbitConsumer(channel, queue, tag, self._consumer_channels)
 
     async def _count(self, name: str) -> int:
         if self._inspector is None:

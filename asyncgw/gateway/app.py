@@ -16,6 +16,7 @@ from asyncgw.gateway.context import (
     BLOBS,
     DEPTHS,
     QUEUE,
+    REPLICAS,
     RETRY_AFTER_S,
     SETTINGS,
     STORE,
@@ -78,6 +79,7 @@ def create_app(
     store: StatusStore,
     blobs: BlobStore,
     manage_backends: bool = True,
+    replicas: Callable[[str], Awaitable[dict[str, int | None]]] | None = None,
 ) -> web.Application:
     """The gateway application. With ``manage_backends`` false the caller opens and closes the
     backends (as ``asyncgw up`` does, sharing them with its workers)."""
@@ -89,6 +91,8 @@ def create_app(
     app[APIS] = {api.endpoint: api for api in settings.apis}
     app[WAITERS] = Waiters()
     app[DEPTHS] = Depths(queue)
+    if replicas is not None:
+        app[REPLICAS] = replicas
     if manage_backends:
         app.cleanup_ctx.append(_backends(Backends(queue, store, blobs), settings))
     app.on_startup.append(_listen)

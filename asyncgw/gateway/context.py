@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from aiohttp import web
@@ -19,6 +20,9 @@ BLOBS = web.AppKey("blobs", BlobStore)
 #: APIs by endpoint segment.
 APIS = web.AppKey("apis", dict[str, ApiConfig])
 WAITERS = web.AppKey("waiters", Waiters)
+#: Where the summary's replica counts come from, when this process knows them (``asyncgw up``).
+ReplicaCounts = Callable[[str], Awaitable[dict[str, int | None]]]
+REPLICAS: web.AppKey[ReplicaCounts] = web.AppKey("replicas")
 DEPTHS = web.AppKey("depths", Depths)
 
 #: Seconds a client is asked to wait before retrying when a backend is down.

@@ -13,6 +13,7 @@ from asyncgw.errors import BackendUnavailable, BlobNotFound
 from asyncgw.gateway.context import (
     BLOBS,
     QUEUE,
+    REPLICAS,
     STORE,
     api_of,
     error,
@@ -166,6 +167,9 @@ async def summary(request: web.Request) -> web.Response:
     api = api_of(request)
     counts = await request.app[STORE].counts(api.name)
     queue = request.app[QUEUE]
+    replicas: dict[str, int | None] = {"desired": None, "current": None}
+    if REPLICAS in request.app:
+        replicas = await request.app[REPLICAS](api.name)
     return json_response(
         {
             "api": api.name,
@@ -175,6 +179,7 @@ async def summary(request: web.Request) -> web.Response:
                 "dead": await queue.dead_letters(api.name),
             },
             "in_flight": counts[Status.IN_QUEUE] + counts[Status.IN_PROGRESS],
+            "replicas": replicas,
             "counts": {s.value: n for s, n in counts.items()},
         }
     )

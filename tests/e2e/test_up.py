@@ -73,12 +73,13 @@ async def test_kill_9_and_restart_loses_no_request(
     reran = 0
     for record in records:
         starts = [p.name.rsplit(".", 1)[1] for p in marks.glob(f"{record['id']}.start.*")]
-        # Every attempt is counted, and the only repeat is the one the crash forced.
-        assert record["attempts"] == len(starts)
+        # Every run of the handler is an attempt; an attempt can also be claimed and cut short
+        # by the crash before the handler started. The only repeat is the one the crash forced.
+        assert len(starts) <= record["attempts"] <= 2
         assert starts.count(str(second_pid)) <= 1
         assert starts.count(str(first_pid)) <= 1
         reran += record["attempts"] == 2
-    assert reran <= 5  # at most the requests running when the process died
+    assert reran <= 5  # at most the requests claimed (5 slots) when the process died
 
 
 def readme_run_command() -> str:
@@ -143,3 +144,28 @@ async def test_up_also_runs_on_rabbitmq_mongodb_and_s3(
     assert not (stack.workdir / ".asyncgw").exists()  # nothing embedded was used
     proc.process.send_signal(signal.SIGTERM)
     assert proc.process.wait(30) == 0
+
+
+async def test_idle_api_scales_from_zero_on_a_submit(
+    local: Stack, http: aiohttp.ClientSession
+) -> None:
+    local.env["ASYNCGW_SCALER_INTERVAL"] = "0.2s"
+    local.add_api(
+        "lazy",
+        EXAMPLES / "shout" / "handler.py",
+        autoscaling={"min_replicas": 0, "window": "1s", "downscale_stabilization_period": "1s"},
+    )
+    await local.up()
+    url = f"{local.base_url}/lazy"
+    async with http.get(url) as answer:
+        assert (await answer.json())["replicas"]["current"] == 0  # no worker slots while idle
+    accepted = await submit(http, url, data="wake", headers={"Content-Type": "text/plain"})
+    record = await wait_terminal(http, f"{url}/{accepted['id']}")
+    assert record["result"] == {"text": "WAKE", "length": 4}
+    deadline = time.monotonic() + 30
+    while True:  # and back to zero once idle for the downscale window
+        async with http.get(url) as answer:
+            if (await answer.json())["replicas"]["current"] == 0:
+                break
+        assert time.monotonic() < deadline, "never scaled back to zero"
+        await asyncio.sleep(0.1)
