@@ -11,9 +11,12 @@ import sys
 import threading
 from typing import Any
 
+from aiohttp import web
+
 from asyncgw import service
 from asyncgw.config import ApiConfig
 from asyncgw.errors import BackendUnavailable, ConfigError
+from asyncgw.metrics import MetricsClient, metrics_app
 from asyncgw.settings import Settings
 from worker.handler import LoadedHandler, load_handler
 from worker.runner import Worker
@@ -32,6 +35,12 @@ def register(commands: Any) -> None:
         "ASYNCGW_GRACE_PERIOD (30s) and requeues the rest.",
     )
     parser.add_argument("--api", required=True, help="name of the API in the API file")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="port of the worker's /metrics; 0 turns it off [9090]",
+    )
     service.add_config_argument(parser)
     parser.set_defaults(run=run)
 
@@ -46,11 +55,16 @@ def prepare_handler(api: ApiConfig) -> LoadedHandler:
         api.python_path,
         api.handler.config,
         module_name=f"asyncgw_handler_{api.name.replace('-', '_')}",
+        metrics_client=MetricsClient(api.name),
     )
 
 
 async def serve(
-    settings: Settings, api: ApiConfig, handler: LoadedHandler, secret: str | None
+    settings: Settings,
+    api: ApiConfig,
+    handler: LoadedHandler,
+    secret: str | None,
+    metrics_port: int = 0,
 ) -> int:
     """Run the worker until a stop signal, then shut down in order."""
     backends = service.Backends.from_settings(settings)
@@ -75,11 +89,16 @@ async def serve(
         log.error("cannot start: %s", exc, extra={"api": api.name})
         await backends.close()
         return 1
+    runner = web.AppRunner(metrics_app(), access_log=None)
+    await runner.setup()
+    if metrics_port:
+        await web.TCPSite(runner, "0.0.0.0", metrics_port).start()
     await stop.wait()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     log.info("stop signal received; shutting down", extra={"api": api.name})
     await worker.stop()
+    await runner.cleanup()
     await backends.close()
     log.info("worker stopped", extra={"api": api.name})
     return 0
@@ -105,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception:
         log.exception("handler failed to load; exiting", extra={"api": api.name})
         return 1
-    code = asyncio.run(serve(settings, api, handler, secret))
+    code = asyncio.run(serve(settings, api, handler, secret, args.metrics_port))
     exit_now_if_threads_stuck(code)
     return code
 

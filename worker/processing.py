@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from asyncgw import metrics
 from asyncgw.backends import BlobStore, Delivery, Queue, StatusStore
 from asyncgw.config import ApiConfig
 from asyncgw.errors import BackendUnavailable
@@ -95,6 +97,8 @@ class Processor:
         try:
             started_at = await self._retrying(lambda: self._claim(envelope, settled))
             if started_at is not None:
+                waited = (started_at - envelope.created_at).total_seconds()
+                metrics.QUEUE_WAIT.labels(self.api.name).observe(max(0.0, waited))
                 await self._attempt(envelope, started_at, settled)
         finally:
             if not settled.done:
@@ -181,29 +185,38 @@ class Processor:
         context = {"api": self.api.name, "request_id": envelope.id}
         timeout_s = self.api.handler.timeout_s
         self.cancellable.add(envelope.id)
+        in_progress = metrics.IN_PROGRESS.labels(self.api.name)
+        in_progress.inc()
+        began = time.perf_counter()
         try:
             output = await self._run(envelope, timeout_s)
             fields = await self._retrying(lambda: self._store_result(envelope, output, timeout_s))
         except asyncio.CancelledError:
+            in_progress.dec()
             if envelope.id in self.canceled:
                 self.canceled.discard(envelope.id)
                 log.info("canceled while running", extra=context)
+                self._measure(began, Status.CANCELED)
                 await self._retrying(lambda: self._ended(envelope))
                 await delivery.ack()
                 return
             await self._hand_back(envelope, started_at, delivery)
             raise
         except Exception as exc:
+            in_progress.dec()
             self.cancellable.discard(envelope.id)
             error = error_of(exc, timeout_s)
+            self._measure(began, Status.FAILED, finished=False)
             await self._failed(envelope, started_at, delivery, error)
             return
         finally:
             self.cancellable.discard(envelope.id)
+        in_progress.dec()
         fields.update(completed_at=now(), error=None)
         # Each step is retried on its own: a move that went through is never tried twice.
         if await self._move(envelope, started_at, Status.COMPLETED, fields):
             log.debug("completed", extra=context)
+            self._measure(began, Status.COMPLETED)
             await self._retrying(lambda: self._ended(envelope))
         else:
             log.info("record changed while running; result dropped", extra=context)
@@ -225,6 +238,7 @@ class Processor:
             delay_s = retry_delay_s(attempts, self.api.handler.retry_backoff_s)
             if await self._move(envelope, started_at, Status.IN_QUEUE, {"error": error}):
                 await self._retrying(lambda: self.queue.publish(envelope, delay_s=delay_s))
+                metrics.RETRIES.labels(self.api.name).inc()
                 log.info(
                     "attempt %d failed; retrying in %.1fs",
                     attempts,
@@ -236,10 +250,18 @@ class Processor:
         log.warning("request failed after %d attempts", attempts, extra=context)
         fields = {"completed_at": now(), "error": error}
         if await self._move(envelope, started_at, Status.FAILED, fields):
+            metrics.FINISHED.labels(self.api.name, Status.FAILED.value).inc()
             await self._retrying(lambda: self._ended(envelope))
         else:
             log.info("record changed while running; failure dropped", extra=context)
         await delivery.reject(requeue=False)
+
+    def _measure(self, began: float, status: Status, *, finished: bool = True) -> None:
+        """Time the attempt by how it ended; count the request once it ended for good."""
+        elapsed = time.perf_counter() - began
+        metrics.HANDLER_DURATION.labels(self.api.name, status.value).observe(elapsed)
+        if finished:
+            metrics.FINISHED.labels(self.api.name, status.value).inc()
 
     async def _ended(self, envelope: Envelope) -> None:
         """The request reached a terminal status: schedule its webhook (durably, before the

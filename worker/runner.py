@@ -7,6 +7,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from asyncgw import metrics
 from asyncgw.backends import BlobStore, Consumer, Delivery, Queue, StatusStore
 from asyncgw.config import ApiConfig
 from worker.handler import LoadedHandler
@@ -44,6 +45,7 @@ class Worker:
             store=store,
             secret=webhook_secret,
             allow_private=webhook_allow_private,
+            on_outcome=lambda api, outcome: metrics.WEBHOOK_DELIVERIES.labels(api, outcome).inc(),
         )
         self._consumer: Consumer | None = None
         self._signals: Consumer | None = None

@@ -4,10 +4,12 @@ and closed in ``cleanup_ctx``, and one middleware that turns errors into JSON an
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from asyncgw import metrics
 from asyncgw.backends import BlobStore, Queue, StatusStore
 from asyncgw.errors import BackendUnavailable
 from asyncgw.gateway import routes
@@ -23,6 +25,7 @@ from asyncgw.gateway.context import (
     WAITERS,
     error,
 )
+from asyncgw.gateway.openapi import openapi_handler
 from asyncgw.gateway.signals import Depths, Waiters
 from asyncgw.gateway.submit import submit
 from asyncgw.service import Backends
@@ -51,6 +54,25 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return error(500, "internal error")
+
+
+@web.middleware
+async def measured(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every answer, labelled by API (only known ones: labels stay bounded)."""
+    started = time.perf_counter()
+    code = 500
+    try:
+        response = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as exc:
+        code = exc.status
+        raise
+    finally:
+        api = request.app[APIS].get(request.match_info.get("api", ""))
+        name = api.name if api is not None else ""
+        metrics.HTTP_REQUESTS.labels(name, request.method, str(code)).inc()
+        metrics.HTTP_DURATION.labels(name, request.method).observe(time.perf_counter() - started)
 
 
 def _backends(
@@ -83,7 +105,7 @@ def create_app(
 ) -> web.Application:
     """The gateway application. With ``manage_backends`` false the caller opens and closes the
     backends (as ``asyncgw up`` does, sharing them with its workers)."""
-    app = web.Application(middlewares=[errors_as_json])
+    app = web.Application(middlewares=[measured, errors_as_json])
     app[SETTINGS] = settings
     app[QUEUE] = queue
     app[STORE] = store
@@ -100,6 +122,8 @@ def create_app(
         [
             web.get("/healthz", routes.healthz),
             web.get("/readyz", routes.readyz),
+            web.get("/metrics", metrics.metrics_handler),
+            web.get("/openapi.json", openapi_handler),
             web.post("/{api}", submit),
             web.get("/{api}", routes.summary),
             web.get("/{api}/{id}", routes.status),

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from asyncgw import metrics
 from asyncgw.config import ApiConfig
 from asyncgw.errors import BackendUnavailable, DuplicateRequest, PayloadTooLarge
 from asyncgw.gateway.context import (
@@ -179,6 +180,7 @@ async def _enqueue(
             await _abandon(request, record, exc)
             raise
         log.debug("queued", extra={"api": api.name, "request_id": record.id})
+        metrics.SUBMITTED.labels(api.name).inc()
         headers = {"Location": f"/{api.endpoint}/{record.id}"}
         if future is not None:
             headers["Preference-Applied"] = f"wait={wait_s}"

@@ -29,6 +29,8 @@ class Proc:
 
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: Where the process serves /metrics, when it does on a port of its own.
+    metrics_port: int = 0
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -141,7 +143,10 @@ class Stack:
         )
 
     async def worker(self, api: str, env: Mapping[str, str] | None = None) -> Proc:
-        proc = self._start(["worker", "--api", api], f"worker-{api}", env)
+        port = servers.free_port()
+        args = ["worker", "--api", api, "--metrics-port", str(port)]
+        proc = self._start(args, f"worker-{api}", env)
+        proc.metrics_port = port
         await proc.wait_for_output("worker consuming", 60)
         return proc
 
