@@ -42,6 +42,7 @@ def setup(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # warnings become JSON lines too
     # Client libraries are chatty at INFO about reconnects they handle themselves.
     for noisy in ("aio_pika", "aiormq", "botocore", "aiobotocore", "pymongo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -31,6 +31,10 @@ if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
 fi
 timeout 120 rabbitmqctl -q await_startup
 
+echo "== promtool"
+# Debian's prometheus package brings promtool, which lints our metrics and alert rules.
+command -v promtool >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
+
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -100,9 +100,13 @@ class Autoscaler:
         self.desired: dict[str, int] = {}
 
     async def tick(self) -> None:
-        """One round over every API."""
+        """One round over every API; whatever goes wrong with one leaves the others alone."""
         for api in self.apis:
-            await self.tick_api(api)
+            try:
+                await self.tick_api(api)
+            except Exception:
+                log.exception("autoscaling tick failed", extra={"api": api.name})
+                self._observe(api.name, None, None, None)
 
     async def tick_api(self, api: ApiConfig) -> int | None:
         """Sample, decide and apply for one API; return the replicas requested (``None`` when the
