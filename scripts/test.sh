@@ -30,6 +30,16 @@ if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
         as_root rabbitmq-server -detached
 fi
 timeout 120 rabbitmqctl -q await_startup
+# A node can answer ping while its AMQP listener is stuck: check what the tests will use.
+if ! timeout 60 .venv/bin/python -c '
+import asyncio, aio_pika
+async def main():
+    connection = await asyncio.wait_for(aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/"), 30)
+    await connection.close()
+asyncio.run(main())'; then
+    echo "RabbitMQ runs but does not accept AMQP connections on 127.0.0.1:5672 (guest/guest)" >&2
+    exit 1
+fi
 
 echo "== promtool"
 # Debian's prometheus package brings promtool, which lints our metrics and alert rules.

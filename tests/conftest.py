@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,12 +18,39 @@ S3_BUCKET = "asyncgw-test"
 API_SUFFIXES = ("text", "bin", "slow")
 #: Delay queues are numbered by quarter octaves of milliseconds: up to ~2**32 ms.
 DELAY_BUCKETS = 130
+#: Queues of the per-test API names (``t`` and ten hex digits).
+LEFTOVER = re.compile(r"asyncgw\.t[0-9a-f]{10}(-[a-z]+)?(\.[a-z0-9.]+)?")
+
+
+def queues_of(api: str) -> list[str]:
+    """Every queue asyncgw may declare for an API: work, dead letters, delays, and the same for
+    its webhook deliveries. Quorum queues are costly to a small broker: none may be left over."""
+    names = []
+    for channel in (api, f"{api}.webhooks"):
+        names += [f"asyncgw.{channel}", f"asyncgw.{channel}.dead"]
+        names += [f"asyncgw.{channel}.delay.{bucket}" for bucket in range(DELAY_BUCKETS)]
+    return names
 
 
 @pytest.fixture(scope="session")
-def amqp_url() -> str:
-    """The machine's RabbitMQ (started by the test command)."""
+async def amqp_url() -> str:
+    """The machine's RabbitMQ (started by the test command), cleared of queues that an
+    interrupted earlier run left behind."""
     servers.wait_until(lambda: servers.port_open(5672), 30, "RabbitMQ on 127.0.0.1:5672")
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    leftovers = [q for q in listed.stdout.split() if LEFTOVER.fullmatch(q)]
+    if leftovers:
+        connection = await aio_pika.connect(servers.AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            for queue in leftovers:
+                await channel.queue_delete(queue)
     return servers.AMQP_URL
 
 
@@ -63,7 +92,5 @@ async def api_name(amqp_url: str) -> AsyncIterator[str]:
     async with connection:
         channel = await connection.channel()
         for api in (name, *(f"{name}-{suffix}" for suffix in API_SUFFIXES)):
-            queues = [f"asyncgw.{api}", f"asyncgw.{api}.dead"]
-            queues += [f"asyncgw.{api}.delay.{bucket}" for bucket in range(DELAY_BUCKETS)]
-            for queue in queues:  # deleting a queue that does not exist is not an error
+            for queue in queues_of(api):  # deleting a queue that does not exist is no error
                 await channel.queue_delete(queue)
