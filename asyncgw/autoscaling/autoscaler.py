@@ -4,8 +4,6 @@ go on."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -17,6 +15,7 @@ from asyncgw.autoscaling.policy import Limits, average, recommend
 from asyncgw.backends import Queue, StatusStore
 from asyncgw.config import ApiConfig
 from asyncgw.errors import AsyncgwError
+from asyncgw.periodic import Periodic
 from asyncgw.schema import Status, now
 
 log = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class Autoscaler:
         self.observer = observer
         start = clock()
         self._states = {api.name: _State(started_at=start) for api in self.apis}
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic(interval_s, self.tick, "autoscaling tick", now=True)
         #: The replicas last requested per API.
         self.desired: dict[str, int] = {}
 
@@ -171,22 +170,12 @@ class Autoscaler:
         if self.observer is not None:
             self.observer(api, reading, current, desired)
 
-    async def run(self) -> None:
-        """Tick every ``interval_s`` until cancelled."""
-        while True:
-            started = self.clock()
-            await self.tick()
-            await asyncio.sleep(max(0.0, self.interval_s - (self.clock() - started)))
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run())
+        """Tick now and then every ``interval_s`` in the background."""
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._ticker.stop()
 
 
 def export_metrics(

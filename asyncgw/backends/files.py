@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from asyncgw.backends.interfaces import Blob
 from asyncgw.errors import BlobNotFound, PayloadTooLarge
+from asyncgw.periodic import Periodic
 from asyncgw.schema import new_id
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class FileBlobs:
         parts = urlsplit(url)
         self.root = Path(unquote(parts.netloc + parts.path)).resolve()
         self._retention_s: dict[str, float] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(SWEEP_INTERVAL_S, self.sweep, "blob sweep")
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -46,27 +47,14 @@ class FileBlobs:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
 
     async def expire_after(self, api: str, retention_s: float) -> None:
         """Swept at once and then every ``SWEEP_INTERVAL_S``: a request's folder goes when its
         newest file is older than the retention."""
         self._retention_s[api] = retention_s
         await self.sweep()
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            try:
-                await self.sweep()
-            except OSError as exc:
-                log.warning("blob sweep failed: %s", exc)
+        self._sweeper.start()
 
     async def sweep(self, at: float | None = None) -> int:
         """Delete expired request folders; return how many."""

@@ -5,7 +5,6 @@ loop never blocks and no two statements race. The same conditional transitions a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from asyncgw.errors import BackendUnavailable, DuplicateRequest
+from asyncgw.periodic import Periodic
 from asyncgw.schema import RECORD_FIELDS, TERMINAL, Record, Status, now
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class SqliteStore:
         self.path = Path(unquote(parts.netloc + parts.path))
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(SWEEP_INTERVAL_S, self.expire, "expiry sweep")
 
     async def _run(self, func: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
@@ -117,15 +117,7 @@ class SqliteStore:
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, connect)
         await self.expire()
-        self._sweeper = asyncio.create_task(self._sweep())
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            try:
-                await self.expire()
-            except BackendUnavailable as exc:
-                log.warning("expiry sweep failed: %s", exc)
+        self._sweeper.start()
 
     async def expire(self, at: datetime | None = None) -> int:
         """Delete records whose ``expires_at`` has passed; return how many."""
@@ -135,11 +127,7 @@ class SqliteStore:
         )
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
         db, self._db = self._db, None
         if db is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
