@@ -265,7 +265,7 @@ async def delay_queues(
     yield
     if queue_kind != "rabbitmq":
         return
-    from asyncgw.backends.rabbitmq import delay_queue_name
+    from asyncgw.backends.amqp import delay_queue_name
 
     names = {delay_queue_name(api_name, round(d * 1000)) for d in DELAYS_S}
     connection = await aio_pika.connect(request.getfixturevalue("amqp_url"))
