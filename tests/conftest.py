@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import aio_pika
 import pytest
@@ -32,8 +34,16 @@ def queues_of(api: str) -> list[str]:
     return names
 
 
+async def delete_queues(names: list[str]) -> None:
+    connection = await aio_pika.connect(servers.AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for queue in names:
+            await channel.queue_delete(queue)
+
+
 @pytest.fixture(scope="session")
-async def amqp_url() -> str:
+def amqp_url() -> str:
     """The machine's RabbitMQ (started by the test command), cleared of queues that an
     interrupted earlier run left behind."""
     servers.wait_until(lambda: servers.port_open(5672), 30, "RabbitMQ on 127.0.0.1:5672")
@@ -46,11 +56,9 @@ async def amqp_url() -> str:
     )
     leftovers = [q for q in listed.stdout.split() if LEFTOVER.fullmatch(q)]
     if leftovers:
-        connection = await aio_pika.connect(servers.AMQP_URL)
-        async with connection:
-            channel = await connection.channel()
-            for queue in leftovers:
-                await channel.queue_delete(queue)
+        # A loop of its own, in a thread: this fixture may be set up inside a running loop.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, delete_queues(leftovers)).result(timeout=120)
     return servers.AMQP_URL
 
 
