@@ -107,14 +107,15 @@ def address_allowed(address: str) -> bool:
 
 def check_url_syntax(url: str) -> tuple[str, int]:
     """The host and port of an http(s) URL; ``UnsafeWebhookUrl`` otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise UnsafeWebhookUrl(f"webhook URL must be http(s)://host/..., got {url!r}")
     try:
+        parts = urlsplit(url)
+        host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise UnsafeWebhookUrl(f"webhook URL has a bad port: {url!r}") from None
-    return parts.hostname, port
+    except ValueError as exc:
+        raise UnsafeWebhookUrl(f"webhook URL {url!r} is malformed: {exc}") from None
+    if parts.scheme not in {"http", "https"} or not host or any(c.isspace() for c in url):
+        raise UnsafeWebhookUrl(f"webhook URL must be http(s)://host/..., got {url!r}")
+    return host, port
 
 
 async def check_url(url: str, *, allow_private: bool) -> None:

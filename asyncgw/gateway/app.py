@@ -121,9 +121,13 @@ def create_app(
     app.add_routes(
         [
             web.get("/healthz", routes.healthz),
+            web.route("*", "/healthz", routes.get_only),
             web.get("/readyz", routes.readyz),
+            web.route("*", "/readyz", routes.get_only),
             web.get("/metrics", metrics.metrics_handler),
+            web.route("*", "/metrics", routes.get_only),
             web.get("/openapi.json", openapi_handler),
+            web.route("*", "/openapi.json", routes.get_only),
             web.post("/{api}", submit),
             web.get("/{api}", routes.summary),
             web.get("/{api}/{id}", routes.status),

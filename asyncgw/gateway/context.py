@@ -9,7 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from asyncgw.backends import BlobStore, Queue, StatusStore
-from asyncgw.config import ApiConfig
+from asyncgw.config import RESERVED_NAMES, ApiConfig
 from asyncgw.gateway.signals import Depths, Waiters
 from asyncgw.settings import Settings
 
@@ -38,7 +38,10 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
 
 def api_of(request: web.Request) -> ApiConfig:
     """The API the request's path names; a JSON 404 when there is none."""
-    api = request.app[APIS].get(request.match_info["api"])
+    name = request.match_info["api"]
+    api = request.app[APIS].get(name)
+    if api is None and name in RESERVED_NAMES:  # /healthz and friends answer GET only
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
     if api is None:
         raise web.HTTPNotFound(
             text=json.dumps({"error": f"api {request.match_info['api']} not found"}),

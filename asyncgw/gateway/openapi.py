@@ -33,6 +33,16 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _answer(names[code], _ERROR) for code in codes}
 
 
+def _links() -> dict[str, Any]:
+    """What a client can do next with the id a submit returned."""
+    parameters = {"api": "$request.path.api", "id": "$response.body#/id"}
+    return {
+        "GetRecord": {"operationId": "status", "parameters": parameters},
+        "Cancel": {"operationId": "cancel", "parameters": parameters},
+        "GetResult": {"operationId": "result", "parameters": parameters},
+    }
+
+
 def document(endpoints: list[str]) -> dict[str, Any]:
     """The OpenAPI document for the APIs served at ``endpoints``."""
     api_param = {
@@ -59,18 +69,32 @@ def document(endpoints: list[str]) -> dict[str, Any]:
             "/{api}": {
                 "parameters": [api_param],
                 "post": {
+                    "operationId": "submit",
                     "summary": "Submit a request; the body is the payload",
                     "parameters": [
-                        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
-                        {"name": "X-Webhook-Url", "in": "header", "schema": {"type": "string"}},
-                        {"name": "Prefer", "in": "header", "schema": {"type": "string"}},
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        },
+                        {
+                            "name": "X-Webhook-Url",
+                            "in": "header",
+                            "description": "http(s) URL of a public host",
+                            "schema": {"type": "string", "pattern": "^https?://[^/]+"},
+                        },
+                        {
+                            "name": "Prefer",
+                            "in": "header",
+                            "schema": {"type": "string", "examples": ["wait=10"]},
+                        },
                     ],
                     "requestBody": {
                         "content": {"*/*": {"schema": {}}},
                         "required": False,
                     },
                     "responses": {
-                        "202": _answer("accepted", accepted),
+                        "202": {**_answer("accepted", accepted), "links": _links()},
                         "200": _answer(
                             "known idempotency key, or ended within Prefer: wait", _RECORD
                         ),
@@ -88,10 +112,12 @@ def document(endpoints: list[str]) -> dict[str, Any]:
             "/{api}/{id}": {
                 "parameters": [api_param, id_param],
                 "get": {
+                    "operationId": "status",
                     "summary": "The request's record",
                     "responses": {"200": _answer("record", _RECORD), **_errors(404, 503)},
                 },
                 "delete": {
+                    "operationId": "cancel",
                     "summary": "Cancel",
                     "responses": {"200": _answer("canceled", _RECORD), **_errors(404, 409, 503)},
                 },
@@ -99,6 +125,7 @@ def document(endpoints: list[str]) -> dict[str, Any]:
             "/{api}/{id}/result": {
                 "parameters": [api_param, id_param],
                 "get": {
+                    "operationId": "result",
                     "summary": "The result bytes",
                     "responses": {
                         "200": {"description": "result", "content": {"*/*": {"schema": {}}}},
@@ -111,7 +138,7 @@ def document(endpoints: list[str]) -> dict[str, Any]:
                 "parameters": [api_param, id_param],
                 "post": {
                     "summary": "Deliver the webhook again",
-                    "responses": {"202": _answer("scheduled"), **_errors(400, 404, 409, 503)},
+                    "responses": {"202": _answer("scheduled"), **_errors(404, 409, 503)},
                 },
             },
         },

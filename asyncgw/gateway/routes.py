@@ -40,6 +40,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def get_only(request: web.Request) -> web.Response:
+    """Any other method on the service paths (which are not APIs)."""
+    raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the queue and the store can be used now."""
     problems = []
@@ -96,7 +101,7 @@ async def redeliver_webhook(request: web.Request) -> web.Response:
     api = api_of(request)
     record = await _record(request, api)
     if record.webhook_url is None:
-        return error(400, f"request {record.id} has no webhook URL")
+        return error(409, f"request {record.id} has no webhook URL")
     if record.status not in TERMINAL:
         return error(409, f"request {record.id} is {record.status.value}; webhooks follow its end")
     delivery = int((record.webhook or {}).get("delivery", 0)) + 1

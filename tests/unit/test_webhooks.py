@@ -154,3 +154,9 @@ async def test_check_url_refuses_private_literals_unless_allowed() -> None:
         with pytest.raises(webhooks.UnsafeWebhookUrl, match="private"):
             await webhooks.check_url(url, allow_private=False)
         await webhooks.check_url(url, allow_private=True)
+
+
+@pytest.mark.parametrize("url", ["https://[::1", "http://exa mple.com/", "https://^na[E~f J<'k"])
+def test_malformed_urls_are_refused_not_crashed(url: str) -> None:
+    with pytest.raises(webhooks.UnsafeWebhookUrl):
+        webhooks.check_url_syntax(url)
