@@ -37,8 +37,8 @@ class Worker:
         self.queue = queue
         self.slots = slots or api.handler.max_concurrency
         self.grace_period_s = grace_period_s
-        self.executor = ThreadPoolExecutor(self.slots, thread_name_prefix=f"handler-{api.name}")
-        self.processor = Processor(api, handler, queue, store, blobs, self.executor)
+        executor = ThreadPoolExecutor(self.slots, thread_name_prefix=f"handler-{api.name}")
+        self.processor = Processor(api, handler, queue, store, blobs, executor)
         self.webhooks = WebhookSender(
             api,
             queue=queue,
@@ -52,13 +52,6 @@ class Worker:
         #: Running requests by id.
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._anonymous: set[asyncio.Task[None]] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    @property
-    def running(self) -> int:
-        """Requests being processed now."""
-        return len(self._tasks) + len(self._anonymous)
 
     async def start(self) -> None:
         """Declare the API's queue, listen for cancellations, start taking messages."""
@@ -85,7 +78,6 @@ class Worker:
             self._anonymous.add(task)
         else:
             self._tasks[request_id] = task
-        self.idle.clear()
         task.add_done_callback(lambda t: self._finished(request_id, t))
 
     def _finished(self, request_id: str | None, task: asyncio.Task[None]) -> None:
@@ -94,8 +86,6 @@ class Worker:
         self._anonymous.discard(task)
         if request_id is not None:
             self.processor.canceled.discard(request_id)
-        if not self.running:
-            self.idle.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("processing crashed", exc_info=exc, extra={"api": self.api.name})
 

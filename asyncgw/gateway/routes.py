@@ -31,7 +31,6 @@ from asyncgw.schema import (
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 

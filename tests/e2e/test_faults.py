@@ -88,6 +88,32 @@ async def submit_until_accepted(http: aiohttp.ClientSession, url: str, timeout_s
         await asyncio.sleep(0.2)
 
 
+async def settle(
+    http: aiohttp.ClientSession,
+    url: str,
+    accepted: list[str],
+    marks: Path,
+    name: str,
+    submitted: int,
+    codes: Counter[int],
+) -> Counter[str]:
+    """Wait for every accepted request to end, report the run's numbers, and return the
+    requests' final statuses."""
+    records = [await wait_terminal(http, f"{url}/{i}", 120) for i in accepted]
+    statuses = Counter(r["status"] for r in records)
+    runs = sum(executions(marks, i) for i in accepted)
+    report(
+        name,
+        submitted=submitted,
+        accepted=len(accepted),
+        refused_503=codes[503],
+        completed=statuses["completed"],
+        lost=len(accepted) - statuses["completed"],
+        duplicates_executed=runs - len(accepted),
+    )
+    return statuses
+
+
 def executions(marks: Path, request_id: str) -> int:
     return len(list(marks.glob(f"{request_id}.run.*")))
 
@@ -165,18 +191,7 @@ async def test_broker_restart_mid_submit(
         rabbitmqctl("start_app")
         rabbitmqctl("await_startup")
     accepted = await submitting
-    records = [await wait_terminal(http, f"{url}/{i}", 120) for i in accepted]
-    statuses = Counter(r["status"] for r in records)
-    runs = sum(executions(marks, i) for i in accepted)
-    report(
-        "broker restart",
-        submitted=200,
-        accepted=len(accepted),
-        refused_503=codes[503],
-        completed=statuses["completed"],
-        lost=len(accepted) - statuses["completed"],
-        duplicates_executed=runs - len(accepted),
-    )
+    statuses = await settle(http, url, accepted, marks, "broker restart", 200, codes)
     assert set(codes) <= {202, 503}
     assert codes[202] + codes[503] == 200
     assert statuses == Counter({"completed": len(accepted)})
@@ -207,17 +222,6 @@ async def test_store_outage_mid_run(
         await tally.until(lambda c: c[503] >= 2, 90)
         with servers.mongo_server(storage, port):
             accepted = await submitting
-            records = [await wait_terminal(http, f"{url}/{i}", 120) for i in accepted]
-            statuses = Counter(r["status"] for r in records)
-            runs = sum(executions(marks, i) for i in accepted)
-            report(
-                "store outage",
-                submitted=120,
-                accepted=len(accepted),
-                refused_503=codes[503],
-                completed=statuses["completed"],
-                lost=len(accepted) - statuses["completed"],
-                duplicates_executed=runs - len(accepted),
-            )
+            statuses = await settle(http, url, accepted, marks, "store outage", 120, codes)
             assert set(codes) <= {202, 503}
             assert statuses == Counter({"completed": len(accepted)})
