@@ -28,6 +28,12 @@ if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
     # Erlang's schedulers busy-wait by default; on a small machine that costs half a core.
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none" \
         as_root rabbitmq-server -detached
+    # -detached returns before the node registers, and await_startup gives up at once on an
+    # unregistered node: wait for it to answer ping first.
+    for _ in $(seq 1 120); do
+        rabbitmq-diagnostics -q ping >/dev/null 2>&1 && break
+        sleep 1
+    done
 fi
 timeout 120 rabbitmqctl -q await_startup
 # A node can answer ping while its AMQP listener is stuck: check what the tests will use.
