@@ -1,19 +1,33 @@
 """The production status store: MongoDB through PyMongo's native asyncio client. One client per
-process; one document per request in ``requests``; every status move is a single conditional
-``find_one_and_update`` that names the statuses it expects."""
+process; one document per request in ``requests``; every status move is a conditional update
+that names the statuses it expects.
+
+Inserts and status moves made at the same time share round trips (``batching.py``): concurrent
+inserts go as one unordered ``insert_many`` and concurrent moves as one ``bulk_write``. Each caller
+still learns its own outcome: an insert from the write errors, which name their index, and a move
+from the bulk's matched count, or, when some move of the bulk matched nothing, from the write
+token each move sets in ``_w``."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
+from asyncgw.backends.batching import Batcher
 from asyncgw.backends.records import from_document, to_document
 from asyncgw.errors import BackendUnavailable, DuplicateRequest
 from asyncgw.schema import TERMINAL, Record, Status
@@ -48,6 +62,21 @@ def _guard() -> Iterator[None]:
         raise
 
 
+def _insert_error(doc: Mapping[str, Any], error: Mapping[str, Any]) -> Exception:
+    """The exception a lone ``insert_one`` of ``doc`` would have raised for this write error."""
+    code = error.get("code")
+    message = str(error.get("errmsg", ""))
+    if code == 11000:
+        if "idempotency_key" in message:
+            return DuplicateRequest(str(doc.get("idempotency_key", "")))
+        return DuplicateKeyError(message, code, dict(error))
+    return OperationFailure(message, code, dict(error))
+
+
+#: A status move: the filter, the update, and the request it is for.
+_Move = tuple[dict[str, Any], dict[str, Any]]
+
+
 class MongoStore:
     """``mongodb://host:port/database`` — the database defaults to ``asyncgw``."""
 
@@ -61,6 +90,12 @@ class MongoStore:
         )
         db = self._client.get_default_database(default="asyncgw")
         self._requests: AsyncCollection[dict[str, Any]] = db["requests"]
+        self._inserts: Batcher[dict[str, Any], None] = Batcher(
+            self._insert_many, key=lambda doc: doc["_id"]
+        )
+        self._moves: Batcher[_Move, bool] = Batcher(
+            self._bulk_move, key=lambda move: move[0]["_id"]
+        )
 
     async def open(self) -> None:
         with _guard():
@@ -86,13 +121,18 @@ class MongoStore:
             raise BackendUnavailable("mongodb", str(exc).split(",", 1)[0]) from exc
 
     async def insert(self, record: Record) -> None:
+        await self._inserts.submit(to_document(record))
+
+    async def _insert_many(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(docs)
         try:
             with _guard():
-                await self._requests.insert_one(to_document(record))
-        except DuplicateKeyError as exc:
-            if "idempotency_key" in str(exc.details or exc):
-                raise DuplicateRequest(record.idempotency_key or "") from exc
-            raise
+                await self._requests.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                index = error["index"]
+                outcomes[index] = _insert_error(docs[index], error)
+        return outcomes
 
     async def find_idempotent(self, api: str, key: str) -> Record | None:
         with _guard():
@@ -135,9 +175,29 @@ class MongoStore:
             update["$unset"] = unset
         if increment_attempts:
             update["$inc"] = {"attempts": 1}
+        return await self._moves.submit((query, update))
+
+    async def _bulk_move(self, moves: list[_Move]) -> list[bool | BaseException]:
+        if len(moves) == 1:
+            query, update = moves[0]
+            with _guard():
+                result = await self._requests.update_one(query, update)
+            return [result.matched_count == 1]
+        tokens = [secrets.token_hex(8) for _ in moves]
+        operations = [
+            UpdateOne(query, {**update, "$set": {**update["$set"], "_w": token}})
+            for (query, update), token in zip(moves, tokens, strict=True)
+        ]
         with _guard():
-            result = await self._requests.update_one(query, update)
-        return result.matched_count == 1
+            bulk = await self._requests.bulk_write(operations, ordered=False)
+            if bulk.matched_count == len(moves):
+                return [True] * len(moves)
+            ids = [query["_id"] for query, _ in moves]
+            written = {
+                doc["_id"]: doc.get("_w")
+                async for doc in self._requests.find({"_id": {"$in": ids}}, {"_w": True})
+            }
+        return [written.get(i) == token for i, token in zip(ids, tokens, strict=True)]
 
     async def counts(self, api: str) -> dict[Status, int]:
         pipeline: list[dict[str, Any]] = [

@@ -517,3 +517,59 @@ async def test_undelivered_webhooks_are_ended_records_without_an_outcome(
         await store.insert(r)
     found = {r.id async for r in store.undelivered_webhooks()}
     assert found == {never_tried.id, retrying.id}
+
+
+async def test_concurrent_inserts_each_get_their_own_outcome(store: StatusStore) -> None:
+    # Concurrent writes may share a round trip; each caller must still hear of its own write
+    # alone: the clashing one fails, the rest land.
+    existing = record(idempotency_key="taken")
+    await store.insert(existing)
+    fresh = [record() for _ in range(30)]
+    clash = record(idempotency_key="taken")
+    twins = [record(idempotency_key="twin"), record(idempotency_key="twin")]
+    outcomes = await asyncio.gather(
+        *(store.insert(r) for r in [*fresh[:15], clash, *twins, *fresh[15:]]),
+        return_exceptions=True,
+    )
+    assert outcomes[:15] == [None] * 15
+    assert isinstance(outcomes[15], DuplicateRequest)
+    assert sorted(type(o).__name__ for o in outcomes[16:18]) == ["DuplicateRequest", "NoneType"]
+    assert outcomes[18:] == [None] * 15
+    for r in fresh:
+        assert await store.get(r.id) == r
+    assert await store.get(clash.id) is None
+    landed = [r for r, o in zip(twins, outcomes[16:18], strict=True) if o is None]
+    assert await store.find_idempotent(API, "twin") == landed[0]
+
+
+async def test_concurrent_transitions_each_get_their_own_outcome(store: StatusStore) -> None:
+    # Half the records are where the move expects them and half are not: a shared round trip
+    # must not blur which moves went through.
+    records = [record(Status.IN_QUEUE if i % 2 else Status.CANCELED) for i in range(40)]
+    for r in records:
+        await store.insert(r)
+    started = now()
+    results = await asyncio.gather(
+        *(
+            store.transition(
+                r.id,
+                [Status.IN_QUEUE],
+                Status.IN_PROGRESS,
+                increment_attempts=True,
+                fields={"started_at": started},
+            )
+            for r in records
+        )
+    )
+    assert results == [bool(i % 2) for i in range(40)]
+    for i, r in enumerate(records):
+        got = await store.get(r.id)
+        assert got is not None
+        if i % 2:
+            assert (got.status, got.attempts, got.started_at) == (
+                Status.IN_PROGRESS,
+                1,
+                started,
+            )
+        else:
+            assert got == r
