@@ -23,6 +23,13 @@ import aio_pika
 from pymongo import AsyncMongoClient
 
 
+def _client(mongo_url: str) -> AsyncMongoClient[dict[str, Any]]:
+    """Without retryable writes: SecantusDB keeps every retryable write's reply and scans them
+    on each new one, so a single-document write gets slower the more of them the server took.
+    The floor should measure the store, not that history (see docs/benchmarks.md)."""
+    return AsyncMongoClient(mongo_url, tz_aware=True, retryWrites=False)
+
+
 def _collection(client: AsyncMongoClient[dict[str, Any]]) -> Any:
     return client["bench_floor"]["requests"]
 
@@ -41,7 +48,7 @@ async def submit(
 ) -> dict[str, Any]:
     """Insert and publish ``total`` requests of ``size`` bytes; the rate and each latency."""
     body = b"x" * size
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    client = _client(mongo_url)
     requests = _collection(client)
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel(publisher_confirms=True)
@@ -76,7 +83,7 @@ async def submit(
 
 async def consume(amqp_url: str, mongo_url: str, queue: str, total: int, in_flight: int) -> None:
     """Process ``total`` messages: one conditional update of the record each, then the ack."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    client = _client(mongo_url)
     requests = _collection(client)
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
@@ -107,7 +114,7 @@ async def consume(amqp_url: str, mongo_url: str, queue: str, total: int, in_flig
 
 async def last_finished(mongo_url: str) -> float:
     """When the last request completed (wall clock)."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    client = _client(mongo_url)
     try:
         doc = await _collection(client).find_one(
             {"status": "completed"}, sort=[("finished_at", -1)]
@@ -120,7 +127,7 @@ async def last_finished(mongo_url: str) -> float:
 
 
 async def reset(mongo_url: str) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    client = _client(mongo_url)
     try:
         await _collection(client).drop()
     finally:

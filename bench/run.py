@@ -14,7 +14,7 @@ then, once, the peak memory of a gateway streaming a 1 GiB upload and of a worke
 requests waiting in its queue. Writes a Markdown table (median of the rounds, min-max beside it)
 and a PNG chart to ``docs/``, and the raw numbers to ``.bench/results.json``.
 
-    scripts/bench.sh                 # everything, about 8 minutes on 2 cores
+    scripts/bench.sh                 # everything, about 7 minutes on 2 cores
     scripts/bench.sh --runs 1 -n 1000 --skip-memory   # a quick look
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -287,6 +288,15 @@ class Servers:
     s3: str
 
 
+@contextlib.contextmanager
+def own_store(base: Servers) -> Iterator[Servers]:
+    """A fresh SecantusDB for one measure. SecantusDB keeps the reply of every retryable write
+    for 30 minutes and scans them on each new one, so a server that has taken one system's writes
+    is slower for the next: every measure starts on an empty server instead."""
+    with servers.mongo_server() as mongo:
+        yield dataclasses.replace(base, mongo=mongo.url)
+
+
 def production_env(srv: Servers, database: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -497,14 +507,22 @@ async def _exited(proc: Proc) -> bool:
     return code == 0
 
 
-async def bench_celery(srv: Servers, n: int, latency_n: int, concurrency: int) -> dict[str, Any]:
+async def bench_celery(
+    srv: Servers, n: int, latency_n: int, pool: str, *, retryable_writes: bool = False
+) -> dict[str, Any]:
+    """Celery's worker and client (``celery_peer.py``). Its result backend's client goes without
+    retryable writes unless ``retryable_writes``: see docs/benchmarks.md."""
     from bench import celery_peer  # needs the bench extra's Celery
 
     mongo_url = f"{srv.mongo}/bench_celery"
+    if retryable_writes:
+        mongo_url += "?retryWrites=true"
+    name, _, size = pool.partition(":")
+    concurrency = int(size or celery_peer.RECOMMENDED_CONCURRENCY)
     celery_peer.purge(srv.amqp, mongo_url)
-    worker = celery_peer.start_worker(srv.amqp, mongo_url, concurrency)
+    worker = celery_peer.start_worker(srv.amqp, mongo_url, concurrency, name)
     try:
-        log(f"celery: end to end {n}")
+        log(f"celery ({name}, {concurrency}): end to end {n}")
         throughput = await asyncio.to_thread(
             celery_peer.run_throughput, srv.amqp, mongo_url, n, IN_FLIGHT
         )
@@ -513,12 +531,7 @@ async def bench_celery(srv: Servers, n: int, latency_n: int, concurrency: int) -
             celery_peer.run_latency, srv.amqp, mongo_url, latency_n, 10.0
         )
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        celery_peer.stop_worker(worker)
         celery_peer.purge(srv.amqp, mongo_url)
     return {
         "e2e": {"rps": throughput["e2e_rps"], "submit_rps": throughput["submit_rps"]},
@@ -594,6 +607,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("Celery: submit (apply_async), requests/s", "celery", "e2e.submit_rps", "/s"),
     ("Celery: submit-to-completed at 10/s, p50", "celery", "latency.p50_ms", "ms"),
     ("Celery: submit-to-completed at 10/s, p99", "celery", "latency.p99_ms", "ms"),
+    ("Celery, retryable writes on: end to end, requests/s", "celery_rw", "e2e.rps", "/s"),
     ("Embedded: submit 1 KiB, requests/s", "embedded", "submit_1k.rps", "/s"),
     ("Embedded: end to end, requests/s", "embedded", "e2e.rps", "/s"),
     ("Embedded: submit-to-completed at 10/s, p50", "embedded", "latency.p50_ms", "ms"),
@@ -603,6 +617,14 @@ ROWS: list[tuple[str, str, str, str]] = [
 RATIOS: list[tuple[str, str, str, str, str, str]] = [
     # label, numerator system and path, denominator system and path, target
     ("End to end: asyncgw / Celery", "asyncgw", "e2e.rps", "celery", "e2e.rps", "≥ 3"),
+    (
+        "End to end: asyncgw / Celery with retryable writes on",
+        "asyncgw",
+        "e2e.rps",
+        "celery_rw",
+        "e2e.rps",
+        "≥ 3",
+    ),
     ("Submit: asyncgw / floor", "asyncgw", "submit_1k.rps", "floor", "submit_1k.rps", "≥ 0.6"),
     ("End to end: asyncgw / floor", "asyncgw", "e2e.rps", "floor", "e2e.rps", ""),
     ("End to end: embedded / production", "embedded", "e2e.rps", "asyncgw", "e2e.rps", ""),
@@ -761,25 +783,40 @@ async def main_async(args: argparse.Namespace) -> int:
         "queued": args.queued,
     }
     started = time.monotonic()
-    with servers.mongo_server() as mongo, servers.s3_server() as s3:
-        srv = Servers(args.amqp, mongo.url, s3.url)
+    with servers.s3_server() as s3:
+        base = Servers(args.amqp, "", s3.url)
         reset_s3(s3.url)
         runs: list[dict[str, Any]] = []
         for i in range(args.runs):
             log(f"round {i + 1} of {args.runs}")
             run: dict[str, Any] = {}
-            run["asyncgw"] = await bench_asyncgw(
-                srv, args.requests, args.big_requests, args.latency_requests
-            )
-            run["floor"] = await bench_floor(srv, args.requests)
-            if not args.skip_celery:
-                run["celery"] = await bench_celery(
-                    srv, args.requests, args.latency_requests, args.celery_concurrency
+            with own_store(base) as srv:
+                run["asyncgw"] = await bench_asyncgw(
+                    srv, args.requests, args.big_requests, args.latency_requests
                 )
+            with own_store(base) as srv:
+                run["floor"] = await bench_floor(srv, args.requests)
+            if not args.skip_celery:
+                with own_store(base) as srv:
+                    run["celery"] = await bench_celery(
+                        srv, args.requests, args.latency_requests, args.celery_pool
+                    )
+                if i == 0:
+                    with own_store(base) as srv:
+                        run["celery_rw"] = await bench_celery(
+                            srv,
+                            args.requests,
+                            args.latency_requests,
+                            args.celery_pool,
+                            retryable_writes=True,
+                        )
             run["embedded"] = await bench_embedded(args.requests, args.latency_requests)
             runs.append(run)
             log(json.dumps(run))
-        memory = {} if args.skip_memory else await bench_memory(srv, args.upload_mib, args.queued)
+        memory: dict[str, float] = {}
+        if not args.skip_memory:
+            with own_store(base) as srv:
+                memory = await bench_memory(srv, args.upload_mib, args.queued)
     meta["seconds"] = round(time.monotonic() - started)
     table = markdown(runs, memory, meta)
     print(table)
@@ -804,7 +841,11 @@ def main() -> int:
     parser.add_argument("--latency-requests", type=int, default=50, help="requests at 10/s")
     parser.add_argument("--upload-mib", type=int, default=1024, help="size of the big upload")
     parser.add_argument("--queued", type=int, default=10_000, help="requests queued for a worker")
-    parser.add_argument("--celery-concurrency", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--celery-pool",
+        default="prefork:2",
+        help="Celery's worker pool and its size [prefork:2]; e.g. threads:64",
+    )
     parser.add_argument("--skip-celery", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
