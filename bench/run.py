@@ -533,6 +533,11 @@ async def bench_celery(
     finally:
         celery_peer.stop_worker(worker)
         celery_peer.purge(srv.amqp, mongo_url)
+        connection = await aio_pika.connect(srv.amqp)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(celery_peer.QUEUE)
+            await channel.exchange_delete(celery_peer.QUEUE)
     return {
         "e2e": {"rps": throughput["e2e_rps"], "submit_rps": throughput["submit_rps"]},
         "latency": latency_summary(latencies),
