@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import platform
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -52,8 +51,8 @@ if str(ROOT) not in sys.path:
 
 from bench import floor  # noqa: E402
 from tests import servers  # noqa: E402
+from tests.e2e.stack import ASYNCGW, Proc  # noqa: E402
 
-ASYNCGW = str(Path(sys.executable).parent / "asyncgw")
 BUCKET = "bench"
 NOOP = (ROOT / "bench" / "noop.py").read_text()
 SLOW = """import asyncio
@@ -89,31 +88,6 @@ def peak_rss_mb(pid: int) -> float:
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-@dataclass
-class Proc:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def wait_for(self, text: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{text!r} not seen:\n{self.output()[-3000:]}")
-            await asyncio.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass
@@ -314,26 +288,15 @@ def production_env(srv: Servers, database: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def fresh_database(srv: Servers) -> AsyncIterator[str]:
-    """A database name of its own, dropped afterwards, with the run's queues deleted."""
+    """A database and blob prefix name of its own; afterwards the run's queues are deleted and
+    S3 emptied (the SecantusDB server goes with the measure, see ``own_store``)."""
     name = f"bench{uuid.uuid4().hex[:8]}"
     try:
         yield name
     finally:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(srv.mongo)
-        await client.drop_database(name)
-        await client.close()
-        await delete_queues(srv.amqp, ["noop", "sink", "slow"])
+        names = [q for api in ("noop", "sink", "slow") for q in servers.queues_of(api)]
+        await servers.delete_queues(names, srv.amqp)
         reset_s3(srv.s3)
-
-
-async def delete_queues(amqp_url: str, apis: list[str]) -> None:
-    names = [f"asyncgw.{a}{s}" for a in apis for s in ("", ".dead", ".webhooks", ".webhooks.dead")]
-    names += [f"asyncgw.{a}.delay.{b}" for a in apis for b in range(130)]
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for name in names:
-            await channel.queue_delete(name)
 
 
 def reset_s3(endpoint: str) -> None:
@@ -420,7 +383,7 @@ async def bench_embedded(n: int, latency_n: int) -> dict[str, Any]:
         port = servers.free_port()
         base = f"http://127.0.0.1:{port}"
         up = work.start([ASYNCGW, "up", "--port", str(port), "--data-dir", "data"], "up")
-        await up.wait_for("asyncgw is up on")
+        await up.wait_for_output("asyncgw is up on", 60)
         log(f"embedded: end to end {n}")
         load = await closed_loop(f"{base}/noop", n, IN_FLIGHT, json_body(1024))
         database = work.path / "data" / "asyncgw.db"
@@ -484,7 +447,7 @@ async def bench_floor(srv: Servers, n: int) -> dict[str, Any]:
             args += ["--amqp", srv.amqp, "--mongo", srv.mongo, "--queue", queue, "-n", str(n)]
             consumer = work.start(args, "floor")
             try:
-                await consumer.wait_for("consuming")
+                await consumer.wait_for_output("consuming", 60)
                 started = time.time()
                 submitted = await floor.submit(srv.amqp, srv.mongo, queue, n, IN_FLIGHT, 1024)
                 await until(lambda: _exited(consumer), 600, "floor consumer")
@@ -494,9 +457,7 @@ async def bench_floor(srv: Servers, n: int) -> dict[str, Any]:
                 work.close()
     finally:
         await floor.reset(srv.mongo)
-        connection = await aio_pika.connect(srv.amqp)
-        async with connection:
-            await (await connection.channel()).queue_delete(queue)
+        await servers.delete_queues([queue], srv.amqp)
     return result
 
 

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import aio_pika
 import pytest
 
 from tests import servers
@@ -18,28 +17,8 @@ from tests import servers
 S3_BUCKET = "asyncgw-test"
 #: Tests that need several APIs name them ``<api_name>-<suffix>``.
 API_SUFFIXES = ("text", "bin", "slow")
-#: Delay queues are numbered by quarter octaves of milliseconds: up to ~2**32 ms.
-DELAY_BUCKETS = 130
 #: Queues of the per-test API names (``t`` and ten hex digits).
 LEFTOVER = re.compile(r"asyncgw\.t[0-9a-f]{10}(-[a-z]+)?(\.[a-z0-9.]+)?")
-
-
-def queues_of(api: str) -> list[str]:
-    """Every queue asyncgw may declare for an API: work, dead letters, delays, and the same for
-    its webhook deliveries. Quorum queues are costly to a small broker: none may be left over."""
-    names = []
-    for channel in (api, f"{api}.webhooks"):
-        names += [f"asyncgw.{channel}", f"asyncgw.{channel}.dead"]
-        names += [f"asyncgw.{channel}.delay.{bucket}" for bucket in range(DELAY_BUCKETS)]
-    return names
-
-
-async def delete_queues(names: list[str]) -> None:
-    connection = await aio_pika.connect(servers.AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        for queue in names:
-            await channel.queue_delete(queue)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +37,7 @@ def amqp_url() -> str:
     if leftovers:
         # A loop of its own, in a thread: this fixture may be set up inside a running loop.
         with ThreadPoolExecutor(1) as thread:
-            thread.submit(asyncio.run, delete_queues(leftovers)).result(timeout=120)
+            thread.submit(asyncio.run, servers.delete_queues(leftovers)).result(timeout=120)
     return servers.AMQP_URL
 
 
@@ -96,9 +75,5 @@ async def api_name(amqp_url: str) -> AsyncIterator[str]:
     """A fresh API name, so tests never share a queue; its RabbitMQ queues are deleted after."""
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for api in (name, *(f"{name}-{suffix}" for suffix in API_SUFFIXES)):
-            for queue in queues_of(api):  # deleting a queue that does not exist is no error
-                await channel.queue_delete(queue)
+    apis = (name, *(f"{name}-{suffix}" for suffix in API_SUFFIXES))
+    await servers.delete_queues([q for api in apis for q in servers.queues_of(api)], amqp_url)

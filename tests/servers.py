@@ -16,6 +16,29 @@ from pathlib import Path
 
 AMQP_URL = os.environ.get("ASYNCGW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 BIN = Path(sys.executable).parent
+#: Delay queues are numbered by quarter octaves of milliseconds: up to ~2**32 ms.
+DELAY_BUCKETS = 130
+
+
+def queues_of(api: str) -> list[str]:
+    """Every queue asyncgw may declare for an API: work, dead letters, delays, and the same for
+    its webhook deliveries. Quorum queues are costly to a small broker: none may be left over."""
+    names = []
+    for channel in (api, f"{api}.webhooks"):
+        names += [f"asyncgw.{channel}", f"asyncgw.{channel}.dead"]
+        names += [f"asyncgw.{channel}.delay.{bucket}" for bucket in range(DELAY_BUCKETS)]
+    return names
+
+
+async def delete_queues(names: list[str], amqp_url: str = AMQP_URL) -> None:
+    """Delete these queues (deleting a queue that does not exist is no error)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in names:
+            await channel.queue_delete(queue)
 
 
 def free_port() -> int:

@@ -73,7 +73,7 @@ def _insert_error(doc: Mapping[str, Any], error: Mapping[str, Any]) -> Exception
     return OperationFailure(message, code, dict(error))
 
 
-#: A status move: the filter, the update, and the request it is for.
+#: A status move: the filter (naming the request by ``_id``) and the update.
 _Move = tuple[dict[str, Any], dict[str, Any]]
 
 
